@@ -1,0 +1,90 @@
+"""drainctl: drain clock and worker processes over Redis before a deploy, then verify it.
+
+The public API is re-exported here and loaded on first use, so importing ``drainctl`` (and
+running ``drainctl --help``) does not pay for redis-py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from drainctl.__about__ import __version__
+
+if TYPE_CHECKING:
+    from drainctl.adapters.base import Adapter, DrainReport, NullAdapter, RunningJob
+    from drainctl.adapters.jobs import Job, JobsAdapter
+    from drainctl.channel import ControlClient, Outcome, Target
+    from drainctl.config import Settings
+    from drainctl.errors import (
+        ConfigError,
+        DrainctlError,
+        NotAcknowledged,
+        ProtocolError,
+        PushFailed,
+        RedisUnavailable,
+        VerifyFailed,
+    )
+    from drainctl.identity import Identity
+    from drainctl.listener import ControlListener
+    from drainctl.protocol import Command, Reply, Request, State
+
+_EXPORTS = {
+    "Adapter": "drainctl.adapters.base",
+    "DrainReport": "drainctl.adapters.base",
+    "NullAdapter": "drainctl.adapters.base",
+    "RunningJob": "drainctl.adapters.base",
+    "Job": "drainctl.adapters.jobs",
+    "JobsAdapter": "drainctl.adapters.jobs",
+    "ControlClient": "drainctl.channel",
+    "Outcome": "drainctl.channel",
+    "Target": "drainctl.channel",
+    "Settings": "drainctl.config",
+    "ConfigError": "drainctl.errors",
+    "DrainctlError": "drainctl.errors",
+    "NotAcknowledged": "drainctl.errors",
+    "ProtocolError": "drainctl.errors",
+    "PushFailed": "drainctl.errors",
+    "RedisUnavailable": "drainctl.errors",
+    "VerifyFailed": "drainctl.errors",
+    "Identity": "drainctl.identity",
+    "ControlListener": "drainctl.listener",
+    "Command": "drainctl.protocol",
+    "Reply": "drainctl.protocol",
+    "Request": "drainctl.protocol",
+    "State": "drainctl.protocol",
+}
+
+__all__ = [
+    "Adapter",
+    "Command",
+    "ConfigError",
+    "ControlClient",
+    "ControlListener",
+    "DrainReport",
+    "DrainctlError",
+    "Identity",
+    "Job",
+    "JobsAdapter",
+    "NotAcknowledged",
+    "NullAdapter",
+    "Outcome",
+    "ProtocolError",
+    "PushFailed",
+    "RedisUnavailable",
+    "Reply",
+    "Request",
+    "RunningJob",
+    "Settings",
+    "State",
+    "Target",
+    "VerifyFailed",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'drainctl' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

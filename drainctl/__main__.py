@@ -1,0 +1,5 @@
+"""``python -m drainctl`` runs the CLI."""
+
+from drainctl.cli import main
+
+main()

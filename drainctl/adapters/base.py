@@ -1,0 +1,90 @@
+"""The adapter protocol and the drain report every adapter returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class RunningJob:
+    """A job still running when the drain deadline passed."""
+
+    id: str
+    name: str
+    running_s: float
+
+
+@dataclass
+class DrainReport:
+    """What a drain did: finished, handed back (requeued or persisted), still running."""
+
+    finished: list[str] = field(default_factory=list)
+    handed_back: list[str] = field(default_factory=list)
+    still_running: list[RunningJob] = field(default_factory=list)
+    duration_s: float = 0.0
+    # True when a resume arrived before the drain completed.
+    aborted: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """Nothing is left running: the process can be stopped without losing work."""
+        return not self.still_running and not self.aborted
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self) | {"complete": self.complete}
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What a ControlListener needs from the host's work loop."""
+
+    def drain(self, deadline: float) -> DrainReport:
+        """Stop taking work at once; wait up to ``deadline`` seconds for work in flight."""
+
+    def resume(self) -> None:
+        """Take work again; also ends a drain that is still waiting."""
+
+    def status(self) -> dict[str, Any]:
+        """Counters for the heartbeat: ``in_flight``, ``jobs_done``, ``errors``, ``last_error``."""
+
+
+class NullAdapter:
+    """For processes with no work loop of their own: drains at once, nothing to wait for."""
+
+    def drain(self, deadline: float) -> DrainReport:
+        """Nothing runs here, so the drain is immediately complete."""
+        return DrainReport()
+
+    def resume(self) -> None:
+        """Nothing to resume."""
+
+    def status(self) -> dict[str, Any]:
+        """No counters."""
+        return {"in_flight": 0, "jobs_done": 0, "errors": 0, "last_error": None}
+
+
+MAX_ERROR_CHARS = 300
+
+
+@dataclass
+class JobStats:
+    """Counters every worker adapter keeps for the heartbeat."""
+
+    jobs_done: int = 0
+    errors: int = 0
+    last_error: dict[str, Any] | None = None
+
+    def record_error(self, exc: BaseException, job: str) -> None:
+        """Count an unhandled job exception and keep its type and (truncated) message."""
+        self.errors += 1
+        self.last_error = {
+            "job": job,
+            "type": type(exc).__name__,
+            "message": str(exc)[:MAX_ERROR_CHARS],
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counters as heartbeat fields."""
+        return asdict(self)

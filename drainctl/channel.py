@@ -1,0 +1,193 @@
+"""Request/reply over Redis: deliver requests to per-instance inboxes, gather the replies.
+
+Each instance reads its own inbox list with a blocking pop, so a request pushed while it is
+reconnecting waits there until it comes back (pub/sub would lose it). The requester learns from
+the registry how many replies to expect and returns as soon as all of them are in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from drainctl.config import Settings
+from drainctl.connection import ServerClock, connect, translate_outage
+from drainctl.errors import ProtocolError
+from drainctl.keys import Keys
+from drainctl.protocol import Command, Reply, Request
+from drainctl.registry import InstanceRecord, Registry
+
+logger = logging.getLogger(__name__)
+
+# Replies outlive the request by this much so a slow requester still finds them.
+REPLY_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a request is for: one instance, some process types, or (the default) the whole app."""
+
+    instance_id: str | None = None
+    process_types: frozenset[str] | None = None
+
+    def select(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
+        """The records this target addresses."""
+        if self.instance_id is not None:
+            return [r for r in records if r.instance_id.startswith(self.instance_id)]
+        return records
+
+
+@dataclass
+class Outcome:
+    """What came back: replies in arrival order and the instances that never answered."""
+
+    command: Command
+    replies: list[Reply] = field(default_factory=list)
+    missing: list[InstanceRecord] = field(default_factory=list)
+    elapsed: float = 0.0
+    # Seconds from sending until each instance's reply was read, by instance id.
+    latency: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Reply]:
+        """Replies that report an error."""
+        return [r for r in self.replies if not r.ok]
+
+    @property
+    def ok(self) -> bool:
+        """Everyone answered and nobody failed."""
+        return not self.missing and not self.failed
+
+
+class ControlClient:
+    """The requester side, used by the CLI and the deploy orchestrator."""
+
+    def __init__(
+        self, settings: Settings, client: redis.Redis | None = None, sender: str = "cli"
+    ) -> None:
+        self.settings = settings
+        self.app = settings.require_app()
+        self.keys = Keys(self.app)
+        self.client = client if client is not None else connect(settings, max_connections=4)
+        self.registry = Registry(self.client, self.app)
+        self.sender = sender
+        self.clock: ServerClock | None = None
+
+    def live(self, process_types: set[str] | None = None) -> list[InstanceRecord]:
+        """The app's live instances, optionally of some process types only."""
+        with translate_outage(self.settings):
+            return self.registry.live(process_types)
+
+    def send(
+        self,
+        command: Command,
+        *,
+        target: Target | None = None,
+        args: dict[str, Any] | None = None,
+        timeout: float = 5.0,
+    ) -> Outcome:
+        """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies."""
+        target = target or Target()
+        started = time.monotonic()
+        with translate_outage(self.settings):
+            live = self.registry.live(set(target.process_types) if target.process_types else None)
+            records = target.select(live)
+            outcome = Outcome(command)
+            if records:
+                request = self._request(command, args or {}, timeout)
+                self._deliver(request, records, timeout)
+                self._gather(outcome, request, len(records), started)
+            answered = {r.instance_id for r in outcome.replies}
+            outcome.missing = [r for r in records if r.instance_id not in answered]
+        outcome.elapsed = time.monotonic() - started
+        return outcome
+
+    def _request(self, command: Command, args: dict[str, Any], timeout: float) -> Request:
+        if self.clock is None:
+            self.clock = ServerClock()
+            self.clock.sync(self.client)
+        now = self.clock.now()
+        request_id = uuid.uuid4().hex
+        return Request(
+            command=command,
+            sender=self.sender,
+            sent_at=now,
+            expires_at=now + timeout,
+            reply_to=self.keys.reply(request_id),
+            args=args,
+            id=request_id,
+        )
+
+    def _deliver(self, request: Request, records: list[InstanceRecord], timeout: float) -> None:
+        payload = request.encode()
+        ttl_ms = round(timeout * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            inbox = self.keys.inbox(record.instance_id)
+            pipe.rpush(inbox, payload)
+            pipe.pexpire(inbox, ttl_ms)
+        pipe.execute()
+
+    def _gather(self, outcome: Outcome, request: Request, expected: int, started: float) -> None:
+        deadline = started + request.expires_at - request.sent_at
+        replies: dict[str, Reply] = {}
+        while len(replies) < expected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            popped = self.client.blpop([request.reply_to], timeout=remaining)
+            if popped is None:
+                break
+            raws = [cast(bytes, popped[1])]
+            # Several replies often arrive together: take the rest in one round trip.
+            more = self.client.lpop(request.reply_to, expected - len(replies))
+            raws.extend(cast(list[bytes], more or []))
+            now = time.monotonic()
+            for raw in raws:
+                reply = _decode_reply(raw, request.id)
+                if reply is not None and reply.instance_id not in replies:
+                    replies[reply.instance_id] = reply
+                    outcome.latency[reply.instance_id] = now - started
+        outcome.replies = list(replies.values())
+
+
+def _decode_reply(raw: bytes, request_id: str) -> Reply | None:
+    try:
+        reply = Reply.decode(raw)
+    except ProtocolError as exc:
+        logger.warning("ignoring a malformed reply: %s", exc)
+        return None
+    if reply.request_id != request_id:
+        logger.warning("ignoring a reply to another request (%s)", reply.request_id)
+        return None
+    return reply
+
+
+class Inbox:
+    """The listener side: one instance's inbox and the way back to requesters."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, instance_id: str) -> None:
+        self.client = client
+        self.key = keys.inbox(instance_id)
+        self.base = keys.base
+
+    def pop(self, timeout: float) -> bytes | None:
+        """Block up to ``timeout`` seconds for the next raw request."""
+        popped = self.client.blpop([self.key], timeout=timeout)
+        return None if popped is None else cast(bytes, popped[1])
+
+    def reply(self, request: Request, reply: Reply, now: float) -> None:
+        """Push ``reply`` to the request's reply list, which expires shortly after the request."""
+        if not request.reply_to.startswith(self.base):
+            # Never write outside the app's namespace, whatever a message asks for.
+            raise ProtocolError(f"reply_to {request.reply_to!r} is outside {self.base}")
+        ttl_ms = max(1, round((request.expires_at - now + REPLY_GRACE) * 1000))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(request.reply_to, reply.encode())
+        pipe.pexpire(request.reply_to, ttl_ms)
+        pipe.execute()

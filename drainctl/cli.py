@@ -1,0 +1,229 @@
+"""The ``drainctl`` command: parse options, call the library, render the result.
+
+Only click is imported at start-up; redis, rich and the library load inside each command, so
+``drainctl --help`` stays fast and never imports apscheduler, rq or celery.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from drainctl.__about__ import __version__
+
+if TYPE_CHECKING:
+    from drainctl.channel import ControlClient, Outcome
+    from drainctl.config import Settings
+    from drainctl.protocol import Command
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  success
+  2  usage or configuration error
+  3  some instance did not acknowledge, or failed to drain
+  4  the push failed
+  5  verification of the new release failed
+  6  Redis unreachable
+"""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    """The global options, passed to every command."""
+
+    redis_url: str | None
+    app: str | None
+    json: bool
+
+    def settings(self) -> Settings:
+        from drainctl.config import Settings
+
+        return Settings.from_env(redis_url=self.redis_url, app=self.app)
+
+    def client(self) -> ControlClient:
+        from drainctl.channel import ControlClient
+
+        return ControlClient(self.settings())
+
+
+def _exit_codes() -> dict[type[Exception], int]:
+    from drainctl import errors
+
+    return {
+        errors.ConfigError: 2,
+        errors.NotAcknowledged: 3,
+        errors.PushFailed: 4,
+        errors.VerifyFailed: 5,
+        errors.RedisUnavailable: 6,
+    }
+
+
+def handle_errors(func: F) -> F:
+    """Turn DrainctlError into one clear line on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from drainctl.errors import DrainctlError
+
+        try:
+            return func(*args, **kwargs)
+        except DrainctlError as exc:
+            code = next((c for cls, c in _exit_codes().items() if isinstance(exc, cls)), 1)
+            click.echo(f"drainctl: {exc}", err=True)
+            sys.exit(code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="drainctl")
+@click.option(
+    "--redis-url",
+    metavar="URL",
+    help="Redis to talk through [env DRAINCTL_REDIS_URL, then REDIS_URL; "
+    "default redis://localhost:6379/0].",
+)
+@click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+@click.pass_context
+def main(
+    ctx: click.Context, redis_url: str | None, app: str | None, as_json: bool, verbose: bool
+) -> None:
+    """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Options(redis_url=redis_url, app=app, json=as_json)
+
+
+def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
+    return frozenset(values) or None
+
+
+@main.command()
+@click.pass_obj
+@handle_errors
+def status(opts: Options) -> None:
+    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat."""
+    from drainctl import render
+
+    records = opts.client().live()
+    if opts.json:
+        render.emit_json([record.as_dict() for record in records])
+    elif records:
+        render.status_table(records)
+    else:
+        click.echo("no live instances")
+
+
+def _command(
+    opts: Options,
+    command: Command,
+    *,
+    process_type: tuple[str, ...],
+    instance: str | None,
+    timeout: float,
+    args: dict[str, Any] | None = None,
+) -> Outcome:
+    """Send one command, render the outcome, and fail with exit 3 unless everyone succeeded."""
+    from drainctl import render
+    from drainctl.channel import Target
+    from drainctl.errors import NotAcknowledged
+
+    target = Target(instance_id=instance, process_types=_process_types(process_type))
+    outcome = opts.client().send(command, target=target, args=args, timeout=timeout)
+    if opts.json:
+        render.emit_json(render.outcome_dict(outcome))
+    elif outcome.replies or outcome.missing:
+        render.outcome_table(outcome)
+    else:
+        click.echo("no live instances matched")
+    if not outcome.ok:
+        parts = [f"{len(outcome.missing)} did not answer"] if outcome.missing else []
+        parts += [f"{len(outcome.failed)} failed"] if outcome.failed else []
+        raise NotAcknowledged(f"{command.value}: " + ", ".join(parts))
+    return outcome
+
+
+def targeting(func: F) -> F:
+    """The options shared by commands that address instances."""
+    func = click.option("--instance", metavar="ID", help="Only this instance (id or prefix).")(func)
+    return click.option(
+        "--process-type",
+        "-t",
+        multiple=True,
+        metavar="TYPE",
+        help="Only these process types (repeatable).",
+    )(func)
+
+
+@main.command()
+@targeting
+@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for replies.")
+@click.pass_obj
+@handle_errors
+def ping(
+    opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
+) -> None:
+    """Round-trip time to each instance."""
+    from drainctl.protocol import Command
+
+    _command(opts, Command.PING, process_type=process_type, instance=instance, timeout=timeout)
+
+
+@main.command()
+@targeting
+@click.option(
+    "--deadline",
+    default=25.0,
+    show_default=True,
+    help="Seconds each instance may wait for its work in flight.",
+)
+@click.option(
+    "--timeout", type=float, help="Seconds to wait for acknowledgements [default: deadline + 5]."
+)
+@click.pass_obj
+@handle_errors
+def drain(
+    opts: Options,
+    process_type: tuple[str, ...],
+    instance: str | None,
+    deadline: float,
+    timeout: float | None,
+) -> None:
+    """Stop new work and wait for every targeted instance to acknowledge its drain."""
+    from drainctl.protocol import Command
+
+    _command(
+        opts,
+        Command.DRAIN,
+        process_type=process_type,
+        instance=instance,
+        timeout=timeout if timeout is not None else deadline + 5,
+        args={"deadline": deadline},
+    )
+
+
+@main.command()
+@targeting
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for replies.")
+@click.pass_obj
+@handle_errors
+def resume(
+    opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
+) -> None:
+    """Let drained instances take work again."""
+    from drainctl.protocol import Command
+
+    _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)

@@ -1,0 +1,302 @@
+"""ControlListener: the daemon thread a clock or worker embeds to answer control requests.
+
+Two threads, two Redis connections: ``serve`` blocks on the instance's inbox and dispatches
+requests; ``beat`` writes the heartbeat every interval (and at once when the state changes).
+Idle, that is one command per heartbeat plus one blocking read per ``block_timeout``.
+
+Nothing here may crash or block the host: handler errors become error replies, malformed messages
+are logged and dropped, and a Redis outage is logged once and retried with capped, jittered
+exponential backoff until Redis is back.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import psutil
+from redis.backoff import ExponentialWithJitterBackoff
+
+from drainctl.adapters.base import Adapter, DrainReport, NullAdapter
+from drainctl.channel import Inbox
+from drainctl.config import Settings, mask_url
+from drainctl.connection import REDIS_ERRORS, ServerClock, connect
+from drainctl.errors import DrainctlError, ProtocolError
+from drainctl.identity import Identity
+from drainctl.keys import Keys
+from drainctl.protocol import Command, Reply, Request, State
+from drainctl.registry import INDEX_REFRESH_EVERY, Registry
+
+logger = logging.getLogger(__name__)
+
+# Pushed into our own inbox by stop() to wake the blocking read at once.
+_WAKE = b"\x00drainctl-wake"
+_SEEN_REQUESTS = 1024
+_MB = 1024 * 1024
+
+
+class _Outage:
+    """Logs a Redis outage once when it starts and once when it ends, not once per retry."""
+
+    def __init__(self, url: str) -> None:
+        self.url = mask_url(url)
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> int:
+        with self._lock:
+            self.failures += 1
+            if self.failures == 1:
+                logger.warning("lost Redis at %s (%s); retrying in the background", self.url, exc)
+            return self.failures
+
+    def recovered(self) -> bool:
+        """True when this call ends an outage (the caller should then re-sync)."""
+        with self._lock:
+            if not self.failures:
+                return False
+            logger.warning("Redis at %s is back after %d failed attempts", self.url, self.failures)
+            self.failures = 0
+            return True
+
+
+class ControlListener:
+    """Answers ``ping``, ``status``, ``drain`` and ``resume`` for one process.
+
+    Use ``start()``/``stop()`` or ``with ControlListener(...):``. ``app`` and ``process_type``
+    default to the environment (see ``Settings.from_env``).
+    """
+
+    def __init__(
+        self,
+        app: str | None = None,
+        process_type: str | None = None,
+        redis_url: str | None = None,
+        adapter: Adapter | None = None,
+        *,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings if settings is not None else Settings.from_env()
+        self.settings = base.replace(app=app, process_type=process_type, redis_url=redis_url)
+        self.identity = Identity.from_settings(self.settings)
+        self.adapter: Adapter = adapter if adapter is not None else NullAdapter()
+        self.keys = Keys(self.identity.app)
+        self.redis = connect(self.settings, max_connections=2)
+        self.registry = Registry(self.redis, self.identity.app)
+        self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id)
+        self.clock = ServerClock()
+        self._state = State.RUNNING
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake_beat = threading.Event()
+        self._outage = _Outage(self.settings.redis_url)
+        self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Drains wait on work in flight; they run here so ping, status and resume stay answered.
+        self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
+        self._threads: list[threading.Thread] = []
+        self._process = psutil.Process()
+        self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
+            Command.PING: lambda request: {},
+            Command.STATUS: lambda request: self.heartbeat_doc(),
+            Command.RESUME: lambda request: self.resume(),
+        }
+
+    @classmethod
+    def from_env(cls, adapter: Adapter | None = None, **overrides: Any) -> ControlListener:
+        """A listener configured from ``DRAINCTL_*``, ``REDIS_URL`` and Heroku's dyno metadata."""
+        return cls(adapter=adapter, settings=Settings.from_env(**overrides))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ControlListener:
+        """Start the daemon threads; returns at once, even when Redis is down."""
+        for name, target in (("serve", self._serve), ("beat", self._beat)):
+            thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info(
+            "drainctl listener %s started for app %s", self.identity.label, self.identity.app
+        )
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the threads and remove this instance from the registry."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake_beat.set()
+        # If Redis is down the serve thread is in its backoff wait, which the stop event ends.
+        with contextlib.suppress(*REDIS_ERRORS):
+            self.redis.rpush(self.inbox.key, _WAKE)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._slow.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.registry.remove(self.identity.instance_id)
+        except REDIS_ERRORS as exc:
+            logger.warning("could not remove registry entry (it will expire): %s", exc)
+        self.redis.close()
+        self.redis.connection_pool.disconnect()
+
+    def __enter__(self) -> ControlListener:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """running, draining or drained."""
+        return self._state
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._wake_beat.set()
+
+    def drain(self, deadline: float) -> DrainReport:
+        """Drain locally (also what a ``drain`` request does); returns the adapter's report."""
+        with self._lock:
+            self._set_state(State.DRAINING)
+        report = self.adapter.drain(deadline)
+        with self._lock:
+            # A resume that arrived meanwhile wins: stay running.
+            if self._state is State.DRAINING:
+                self._set_state(State.DRAINED)
+        return report
+
+    def resume(self) -> dict[str, Any]:
+        """Take work again; also ends a drain that is still waiting."""
+        with self._lock:
+            self.adapter.resume()
+            self._set_state(State.RUNNING)
+        return {}
+
+    def heartbeat_doc(self) -> dict[str, Any]:
+        """Identity, state, adapter counters, memory and the beat time, as in the registry."""
+        return {
+            **self.identity.as_dict(),
+            **self.adapter.status(),
+            "state": self._state.value,
+            "memory_mb": round(self._process.memory_info().rss / _MB, 1),
+            "heartbeat_interval": self.settings.heartbeat_interval,
+            "beat_at": self.clock.now(),
+        }
+
+    # -- threads ---------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        synced = False
+        while not self._stopping.is_set():
+            try:
+                if not synced:
+                    self.clock.sync(self.redis)
+                    synced = True
+                raw = self.inbox.pop(self.settings.block_timeout)
+            except REDIS_ERRORS as exc:
+                synced = False
+                failures = self._outage.failed(exc)
+                self._stopping.wait(self._backoff.compute(failures))
+                continue
+            self._outage.recovered()
+            if raw is not None and raw != _WAKE:
+                self._receive(raw)
+
+    def _beat(self) -> None:
+        beats = 0
+        while not self._stopping.is_set():
+            try:
+                doc = self.heartbeat_doc()
+                self.registry.beat(
+                    doc,
+                    self.settings.heartbeat_interval,
+                    refresh_index=beats % INDEX_REFRESH_EVERY == 0,
+                )
+                beats += 1
+            except REDIS_ERRORS as exc:
+                self._outage.failed(exc)
+                beats = 0  # register afresh once Redis is back
+            except Exception:
+                logger.exception("heartbeat failed")
+            self._wake_beat.wait(self.settings.heartbeat_interval)
+            self._wake_beat.clear()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _receive(self, raw: bytes) -> None:
+        try:
+            request = Request.decode(raw)
+        except ProtocolError as exc:
+            logger.warning("rejected a control message: %s", exc)
+            return
+        if request.expires_at < self.clock.now():
+            logger.info("dropped expired %s request %s", request.command.value, request.id)
+            return
+        if request.id in self._seen:
+            logger.info("ignored a repeated request %s", request.id)
+            return
+        self._seen[request.id] = None
+        while len(self._seen) > _SEEN_REQUESTS:
+            self._seen.popitem(last=False)
+        if request.command is Command.DRAIN:
+            self._slow.submit(self._answer, request, self._drain_request)
+        else:
+            self._answer(request, self._handlers[request.command])
+
+    def _drain_request(self, request: Request) -> dict[str, Any]:
+        deadline = request.args.get("deadline", 30.0)
+        if type(deadline) not in (int, float) or deadline < 0:
+            raise ProtocolError(f"drain deadline must be a non-negative number, got {deadline!r}")
+        report = self.drain(float(deadline))
+        if not report.complete and not report.aborted:
+            names = ", ".join(job.name for job in report.still_running)
+            raise _IncompleteDrain(f"still running at the deadline: {names}", report.as_dict())
+        return report.as_dict()
+
+    def _answer(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> None:
+        try:
+            reply = self._reply(request, data=handler(request))
+        except _IncompleteDrain as exc:
+            reply = self._reply(request, data=exc.data, error=str(exc))
+        except Exception as exc:
+            logger.exception("%s request %s failed", request.command.value, request.id)
+            reply = self._reply(request, error=f"{type(exc).__name__}: {exc}")
+        try:
+            self.inbox.reply(request, reply, self.clock.now())
+        except DrainctlError as exc:
+            logger.warning("refused to reply to %s: %s", request.id, exc)
+        except REDIS_ERRORS as exc:
+            self._outage.failed(exc)
+
+    def _reply(
+        self, request: Request, data: dict[str, Any] | None = None, error: str | None = None
+    ) -> Reply:
+        return Reply(
+            request_id=request.id,
+            instance=self.identity.as_dict(),
+            state=self._state.value,
+            ok=error is None,
+            data=data or {},
+            error=error,
+        )
+
+
+class _IncompleteDrain(DrainctlError):
+    """A drain that reached its deadline with work still running: an error reply with data."""
+
+    def __init__(self, message: str, data: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.data = data

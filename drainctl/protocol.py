@@ -1,0 +1,138 @@
+"""The wire format: commands, requests and replies as versioned JSON.
+
+All timestamps are on the Redis server's clock (see ``drainctl.clock``), so a laptop whose clock is
+off does not make a dyno drop its requests as expired.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from drainctl.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Command(str, Enum):
+    """What a requester can ask a listener to do."""
+
+    PING = "ping"
+    STATUS = "status"
+    DRAIN = "drain"
+    RESUME = "resume"
+
+
+class State(str, Enum):
+    """Where a listener is in the drain cycle."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    DRAINED = "drained"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A command addressed to one instance; ``reply_to`` is the list to push the reply to."""
+
+    command: Command
+    sender: str
+    sent_at: float
+    expires_at: float
+    reply_to: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def encode(self) -> bytes:
+        """JSON bytes with the protocol version."""
+        body = asdict(self) | {"v": PROTOCOL_VERSION, "command": self.command.value}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Request:
+        """Parse and validate; raises ProtocolError for anything malformed."""
+        body = _load(raw)
+        try:
+            command = Command(body.get("command"))
+        except ValueError:
+            raise ProtocolError(f"unknown command {body.get('command')!r}") from None
+        return cls(
+            command=command,
+            sender=_field(body, "sender", str),
+            sent_at=_number(body, "sent_at"),
+            expires_at=_number(body, "expires_at"),
+            reply_to=_field(body, "reply_to", str),
+            args=_field(body, "args", dict),
+            id=_field(body, "id", str),
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A listener's answer: who it is, the state it is now in, and command-specific data."""
+
+    request_id: str
+    instance: dict[str, Any]
+    state: str
+    ok: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def encode(self) -> bytes:
+        """JSON bytes with the protocol version."""
+        body = asdict(self) | {"v": PROTOCOL_VERSION}
+        return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Reply:
+        """Parse and validate; raises ProtocolError for anything malformed."""
+        body = _load(raw)
+        error = body.get("error")
+        if error is not None and not isinstance(error, str):
+            raise ProtocolError("field 'error' must be a string or null")
+        return cls(
+            request_id=_field(body, "request_id", str),
+            instance=_field(body, "instance", dict),
+            state=_field(body, "state", str),
+            ok=_field(body, "ok", bool),
+            data=_field(body, "data", dict),
+            error=error,
+        )
+
+    @property
+    def instance_id(self) -> str:
+        """The replying instance's id."""
+        return str(self.instance.get("instance_id", "?"))
+
+
+def _load(raw: bytes | str) -> dict[str, Any]:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError("message is not a JSON object")
+    if body.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {body.get('v')!r}")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    # bool is a subclass of int; keep the check exact so `true` is never a number and vice versa.
+    if type(value) is not kind:
+        raise ProtocolError(f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+def _number(body: dict[str, Any], name: str) -> float:
+    value = body.get(name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ProtocolError(f"field {name!r} must be a number")
+    return float(value)

@@ -1,0 +1,111 @@
+"""Terminal and JSON output for the CLI (rich is imported only when a table is drawn)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from drainctl.channel import Outcome
+from drainctl.registry import InstanceRecord
+
+
+def emit_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(value, default=str) + "\n")
+
+
+def outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    """An outcome as plain data: replies, missing instances, elapsed time."""
+    return {
+        "command": outcome.command.value,
+        "ok": outcome.ok,
+        "elapsed_ms": round(outcome.elapsed * 1000, 3),
+        "replies": [
+            {
+                "instance": reply.instance,
+                "state": reply.state,
+                "ok": reply.ok,
+                "error": reply.error,
+                "data": reply.data,
+            }
+            for reply in outcome.replies
+        ],
+        "latency_ms": {k: round(v * 1000, 3) for k, v in outcome.latency.items()},
+        "missing": [_who(record) for record in outcome.missing],
+    }
+
+
+def status_table(records: Iterable[InstanceRecord]) -> None:
+    """The live instances as a table."""
+    rows = [
+        [
+            r.process_type,
+            str(r.doc.get("dyno") or "-"),
+            r.instance_id,
+            str(r.doc.get("release")),
+            str(r.doc.get("state")),
+            str(r.doc.get("in_flight", "-")),
+            f"{r.doc.get('memory_mb', '-')} MB",
+            f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
+        ]
+        for r in records
+    ]
+    _table(
+        ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"], rows
+    )
+
+
+def outcome_table(outcome: Outcome) -> None:
+    """One row per instance: answered (with its round trip and report) or missing."""
+    rows = []
+    for reply in outcome.replies:
+        rtt = f"{outcome.latency[reply.instance_id] * 1000:.2f} ms"
+        detail = reply.error or _summary(reply.data)
+        rows.append(
+            [
+                str(reply.instance.get("process_type")),
+                str(reply.instance.get("dyno") or "-"),
+                reply.instance_id,
+                reply.state,
+                "ok" if reply.ok else "FAILED",
+                rtt,
+                detail,
+            ]
+        )
+    for record in outcome.missing:
+        who = _who(record)
+        rows.append(
+            [who["process_type"], who["dyno"] or "-", who["instance_id"], "?", "NO REPLY", "-", ""]
+        )
+    _table(["type", "dyno", "instance", "state", "result", "round trip", "detail"], rows)
+
+
+def _who(record: InstanceRecord) -> dict[str, Any]:
+    return {
+        "instance_id": record.instance_id,
+        "process_type": record.process_type,
+        "dyno": record.doc.get("dyno"),
+        "host": record.doc.get("host"),
+        "pid": record.doc.get("pid"),
+    }
+
+
+def _summary(data: dict[str, Any]) -> str:
+    if "duration_s" in data:
+        return (
+            f"finished {len(data.get('finished', []))}, handed back "
+            f"{len(data.get('handed_back', []))}, in {data['duration_s']:.2f}s"
+        )
+    return ""
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
