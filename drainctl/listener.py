@@ -116,7 +116,8 @@ class ControlListener:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> ControlListener:
-        """Start the daemon threads; returns at once, even when Redis is down."""
+        """Register and start the daemon threads; never raises when Redis is down."""
+        self._beat_once(refresh_index=True)
         for name, target in (("serve", self._serve), ("beat", self._beat)):
             thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)
             thread.start()
@@ -216,23 +217,27 @@ class ControlListener:
                 self._receive(raw)
 
     def _beat(self) -> None:
-        beats = 0
-        while not self._stopping.is_set():
-            try:
-                doc = self.heartbeat_doc()
-                self.registry.beat(
-                    doc,
-                    self.settings.heartbeat_interval,
-                    refresh_index=beats % INDEX_REFRESH_EVERY == 0,
-                )
-                beats += 1
-            except REDIS_ERRORS as exc:
-                self._outage.failed(exc)
-                beats = 0  # register afresh once Redis is back
-            except Exception:
-                logger.exception("heartbeat failed")
+        beats = 1  # start() registered already
+        while True:
             self._wake_beat.wait(self.settings.heartbeat_interval)
             self._wake_beat.clear()
+            if self._stopping.is_set():
+                return
+            ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0)
+            # After an outage, register afresh: Redis may have restarted empty.
+            beats = beats + 1 if ok else 0
+
+    def _beat_once(self, *, refresh_index: bool) -> bool:
+        try:
+            doc = self.heartbeat_doc()
+            self.registry.beat(doc, self.settings.heartbeat_interval, refresh_index=refresh_index)
+        except REDIS_ERRORS as exc:
+            self._outage.failed(exc)
+            return False
+        except Exception:
+            logger.exception("heartbeat failed")
+            return False
+        return True
 
     # -- requests --------------------------------------------------------------------------
 

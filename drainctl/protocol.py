@@ -33,6 +33,8 @@ class State(str, Enum):
     RUNNING = "running"
     DRAINING = "draining"
     DRAINED = "drained"
+    # A clock that lost its lease to a newer one: it never fires again.
+    FENCED = "fenced"
 
 
 @dataclass(frozen=True)

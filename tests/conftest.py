@@ -33,24 +33,17 @@ def app() -> str:
 
 
 @pytest.fixture
-def settings(redis_server: RedisServer, app: str) -> Settings:
-    """Fast heartbeats so registry tests do not wait."""
-    return Settings(redis_url=redis_server.url, app=app, heartbeat_interval=0.5, block_timeout=2.0)
+def settings(redis_server: RedisServer, app: str) -> Iterator[Settings]:
+    """Settings for a fresh app with fast heartbeats; afterwards, no key of it may lack a TTL."""
+    yield Settings(redis_url=redis_server.url, app=app, heartbeat_interval=0.5, block_timeout=2.0)
+    assert_no_lasting_keys(redis_server.url, app)
 
 
-@pytest.fixture(autouse=True)
-def no_key_without_ttl(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every test that used Redis, no drainctl key of its app may lack a TTL."""
-    yield
-    if "app" not in request.fixturenames or "redis_server" not in request.fixturenames:
-        return
-    app = request.getfixturevalue("app")
-    server = request.getfixturevalue("redis_server")
-    client = redis.Redis.from_url(server.url)
+def assert_no_lasting_keys(url: str, app: str) -> None:
+    """Every drainctl key of ``app`` expires or was deleted by its creator."""
+    client = redis.Redis.from_url(url)
     try:
-        lasting = [
-            key for key in client.scan_iter(match=f"drainctl:{app}:*") if client.ttl(key) == -1
-        ]
+        lasting = [k for k in client.scan_iter(match=f"drainctl:{app}:*") if client.ttl(k) == -1]
     finally:
         client.close()
     assert not lasting, f"drainctl keys without a TTL left behind: {lasting}"

@@ -64,7 +64,9 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start: see {self.dir / 'log'}") from None
+                    raise RuntimeError(
+                        f"redis-server did not start: see {self.dir / 'log'}"
+                    ) from None
                 time.sleep(0.02)
         client.close()
         return self

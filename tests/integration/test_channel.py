@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from drainctl.channel import ControlClient, Target
+from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command
