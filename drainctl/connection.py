@@ -24,8 +24,12 @@ OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.Timeo
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
 
-def connect(settings: Settings, *, max_connections: int = 2) -> redis.Redis:
+def connect(
+    settings: Settings, *, max_connections: int = 2, name: str | None = None
+) -> redis.Redis:
     """A client whose pool never opens more than ``max_connections`` sockets.
+
+    ``name`` becomes the connections' CLIENT SETNAME, so ``CLIENT LIST`` shows who is who.
 
     redis-py's own retries are off: callers decide how to back off, and the CLI must fail fast.
     The read timeout leaves room for a blocking read of ``block_timeout`` seconds.
@@ -40,6 +44,7 @@ def connect(settings: Settings, *, max_connections: int = 2) -> redis.Redis:
             socket_keepalive=True,
             health_check_interval=0,
             retry=Retry(NoBackoff(), 0),
+            client_name=name,
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_url(settings.redis_url)}: {exc}") from None

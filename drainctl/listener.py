@@ -87,7 +87,9 @@ class ControlListener:
         self.identity = Identity.from_settings(self.settings)
         self.adapter: Adapter = adapter if adapter is not None else NullAdapter()
         self.keys = Keys(self.identity.app)
-        self.redis = connect(self.settings, max_connections=2)
+        self.redis = connect(
+            self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
+        )
         self.registry = Registry(self.redis, self.identity.app)
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id)
         self.clock = ServerClock()
@@ -97,6 +99,7 @@ class ControlListener:
         self._wake_beat = threading.Event()
         self._outage = _Outage(self.settings.redis_url)
         self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
+        self._status_failing = False
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Drains wait on work in flight; they run here so ping, status and resume stay answered.
         self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
@@ -186,16 +189,28 @@ class ControlListener:
             self._set_state(State.RUNNING)
         return {}
 
-    def heartbeat_doc(self) -> dict[str, Any]:
+    def heartbeat_doc(self, counters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Identity, state, adapter counters, memory and the beat time, as in the registry."""
         return {
             **self.identity.as_dict(),
-            **self.adapter.status(),
+            **(counters if counters is not None else self.adapter.status()),
             "state": self._state.value,
             "memory_mb": round(self._process.memory_info().rss / _MB, 1),
             "heartbeat_interval": self.settings.heartbeat_interval,
             "beat_at": self.clock.now(),
         }
+
+    def _counters_for_beat(self) -> dict[str, Any]:
+        # A broken adapter must not make the instance vanish from the registry.
+        try:
+            counters = self.adapter.status()
+        except Exception as exc:
+            if not self._status_failing:
+                logger.exception("adapter status failed; heartbeating without its counters")
+            self._status_failing = True
+            return {"status_error": f"{type(exc).__name__}: {exc}"}
+        self._status_failing = False
+        return counters
 
     # -- threads ---------------------------------------------------------------------------
 
@@ -229,7 +244,7 @@ class ControlListener:
 
     def _beat_once(self, *, refresh_index: bool) -> bool:
         try:
-            doc = self.heartbeat_doc()
+            doc = self.heartbeat_doc(self._counters_for_beat())
             self.registry.beat(doc, self.settings.heartbeat_interval, refresh_index=refresh_index)
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
@@ -246,6 +261,10 @@ class ControlListener:
             request = Request.decode(raw)
         except ProtocolError as exc:
             logger.warning("rejected a control message: %s", exc)
+            return
+        if not request.reply_to.startswith(self.keys.base):
+            # Never write outside the app's namespace, whatever a message asks for.
+            logger.warning("rejected request %s replying outside %s", request.id, self.keys.base)
             return
         if request.expires_at < self.clock.now():
             logger.info("dropped expired %s request %s", request.command.value, request.id)
@@ -281,8 +300,6 @@ class ControlListener:
             reply = self._reply(request, error=f"{type(exc).__name__}: {exc}")
         try:
             self.inbox.reply(request, reply, self.clock.now())
-        except DrainctlError as exc:
-            logger.warning("refused to reply to %s: %s", request.id, exc)
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
 
