@@ -108,4 +108,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     table = Table(*headers, box=None, pad_edge=False)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 160  # piped or logged: wide rows beat wrapped cells
+    console.print(table)

@@ -13,17 +13,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def spawn_loop_worker(
     redis_url: str, app: str, process_type: str = "worker", **env: str
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start ``tests/procs/loop_worker.py``; return the process and its instance id."""
+    """Start ``examples/fake_jobs.py``; return the process and its instance id."""
     full_env = {
         **os.environ,
         "DRAINCTL_APP": app,
         "DRAINCTL_REDIS_URL": redis_url,
         "DRAINCTL_PROCESS_TYPE": process_type,
-        "PYTHONPATH": str(ROOT),
+        "DRAINCTL_HEARTBEAT_INTERVAL": "0.5",
         **env,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.procs.loop_worker"],
+        [sys.executable, str(ROOT / "examples" / "fake_jobs.py")],
         env=full_env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

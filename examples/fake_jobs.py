@@ -1,8 +1,13 @@
-"""A host process for tests: a hand-written loop of fake jobs around a ControlListener.
+"""The smallest drainctl host: a hand-written loop of short fake jobs around a ControlListener.
 
-Env: DRAINCTL_APP, DRAINCTL_REDIS_URL, DRAINCTL_PROCESS_TYPE, JOB_SECONDS (default 0.05),
-HEARTBEAT (default 0.5). Prints ``ready <instance_id>`` once registered, and ``alive N`` lines
-as jobs complete so tests can see the host kept running.
+Run it as any process type of a demo app::
+
+    DRAINCTL_APP=demo DRAINCTL_PROCESS_TYPE=worker REDIS_URL=redis://localhost:6379 \
+        python examples/fake_jobs.py
+
+Env: the usual drainctl variables (see README), JOB_SECONDS (default 0.05) and
+DRAINCTL_HEARTBEAT_INTERVAL. Prints ``ready <instance_id>`` once registered and ``alive N``
+every ten jobs, which the demo and the tests read.
 """
 
 from __future__ import annotations
@@ -12,14 +17,12 @@ import sys
 import time
 
 from drainctl import ControlListener, JobsAdapter
-from drainctl.config import Settings
 
 
 def main() -> None:
     job_seconds = float(os.environ.get("JOB_SECONDS", "0.05"))
-    settings = Settings.from_env(heartbeat_interval=float(os.environ.get("HEARTBEAT", "0.5")))
     jobs = JobsAdapter()
-    listener = ControlListener(settings=settings, adapter=jobs).start()
+    listener = ControlListener.from_env(adapter=jobs).start()
     print("ready", listener.identity.instance_id, flush=True)
     done = 0
     while True:

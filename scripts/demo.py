@@ -1,0 +1,88 @@
+"""Run a demo app (a clock and a worker from examples/) and drive it with the drainctl CLI.
+
+Everything it starts (a private redis-server in a temp dir, the app's processes) is stopped and
+removed on exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.redis_server import RedisServer  # noqa: E402 - needs the repo root on sys.path
+
+APP = "demo"
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def start_process(redis_url: str, process_type: str, dyno: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "DRAINCTL_APP": APP,
+        "DRAINCTL_REDIS_URL": redis_url,
+        "DRAINCTL_PROCESS_TYPE": process_type,
+        "DYNO": dyno,
+        "DRAINCTL_RELEASE": "v1",
+        "DRAINCTL_HEARTBEAT_INTERVAL": "1",
+        "JOB_SECONDS": "0.5",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "fake_jobs.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    print(f"started {dyno}: {proc.stdout.readline().strip()}", flush=True)
+    return proc
+
+
+def drainctl(redis_url: str, *args: str) -> int:
+    print(f"$ drainctl {' '.join(args)}", flush=True)
+    command = [str(ROOT / ".venv" / "bin" / "drainctl"), "--redis-url", redis_url, "--app", APP]
+    return subprocess.run([*command, *args], check=False).returncode
+
+
+def main() -> int:
+    server = RedisServer()
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        banner(f"private redis-server on port {server.port}")
+        server.start()
+        banner("starting the demo app: one clock, one worker (loops of 0.5 s fake jobs)")
+        procs = [
+            start_process(server.url, "clock", "clock.1"),
+            start_process(server.url, "worker", "worker.1"),
+        ]
+        codes = []
+        banner("who is running?")
+        codes.append(drainctl(server.url, "status"))
+        banner("round trip to each process")
+        codes.append(drainctl(server.url, "ping"))
+        banner("drain: stop new work, wait for the job in flight, acknowledge")
+        codes.append(drainctl(server.url, "drain", "--deadline", "10"))
+        codes.append(drainctl(server.url, "status"))
+        banner("resume")
+        codes.append(drainctl(server.url, "resume"))
+        banner(f"exit codes: {codes}")
+        return max(codes)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        server.cleanup()
+        print("cleaned up: processes stopped, redis-server and its temp dir removed", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
