@@ -35,12 +35,6 @@ class Target:
     instance_id: str | None = None
     process_types: frozenset[str] | None = None
 
-    def select(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
-        """The records this target addresses."""
-        if self.instance_id is not None:
-            return [r for r in records if r.instance_id.startswith(self.instance_id)]
-        return records
-
 
 @dataclass
 class Outcome:
@@ -78,7 +72,7 @@ class ControlClient:
         self.sender = sender
         self.clock: ServerClock | None = None
 
-    def live(self, process_types: set[str] | None = None) -> list[InstanceRecord]:
+    def live(self, process_types: frozenset[str] | None = None) -> list[InstanceRecord]:
         """The app's live instances, optionally of some process types only."""
         with translate_outage(self.settings):
             return self.registry.live(process_types)
@@ -94,16 +88,19 @@ class ControlClient:
         """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies."""
         target = target or Target()
         started = time.monotonic()
+        outcome = Outcome(command)
         with translate_outage(self.settings):
-            live = self.registry.live(set(target.process_types) if target.process_types else None)
-            records = target.select(live)
-            outcome = Outcome(command)
+            request = self._request(command, args or {}, timeout)
+            records = self.registry.live(
+                target.process_types,
+                target.instance_id,
+                deliver=request.encode(),
+                inbox_ttl_ms=round(timeout * 1000),
+            )
             if records:
-                request = self._request(command, args or {}, timeout)
-                self._deliver(request, records, timeout)
                 self._gather(outcome, request, len(records), started)
-            answered = {r.instance_id for r in outcome.replies}
-            outcome.missing = [r for r in records if r.instance_id not in answered]
+        answered = {r.instance_id for r in outcome.replies}
+        outcome.missing = [r for r in records if r.instance_id not in answered]
         outcome.elapsed = time.monotonic() - started
         return outcome
 
@@ -122,16 +119,6 @@ class ControlClient:
             args=args,
             id=request_id,
         )
-
-    def _deliver(self, request: Request, records: list[InstanceRecord], timeout: float) -> None:
-        payload = request.encode()
-        ttl_ms = round(timeout * 1000)
-        pipe = self.client.pipeline(transaction=False)
-        for record in records:
-            inbox = self.keys.inbox(record.instance_id)
-            pipe.rpush(inbox, payload)
-            pipe.pexpire(inbox, ttl_ms)
-        pipe.execute()
 
     def _gather(self, outcome: Outcome, request: Request, expected: int, started: float) -> None:
         deadline = started + request.expires_at - request.sent_at

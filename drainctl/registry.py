@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
@@ -69,6 +69,7 @@ class Registry:
     def __init__(self, client: redis.Redis, app: str) -> None:
         self.client = client
         self.keys = Keys(app)
+        self._select = client.register_script(_SELECT)
 
     def register(self, doc: dict[str, Any], interval: float) -> None:
         """Write the document and (re)join the index."""
@@ -96,31 +97,69 @@ class Registry:
         pipe.zrem(self.keys.instances, instance_id)
         pipe.execute()
 
-    def live(self, process_types: set[str] | None = None) -> list[InstanceRecord]:
-        """Instances whose heartbeat has not expired, oldest first; prunes expired ids."""
-        ids = [_text(i) for i in cast(list[bytes], self.client.zrange(self.keys.instances, 0, -1))]
-        if not ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for instance_id in ids:
-            pipe.get(self.keys.instance(instance_id))
-            pipe.pttl(self.keys.instance(instance_id))
-        results = pipe.execute()
-        records, gone = [], []
-        for instance_id, raw, pttl in zip(ids, results[::2], results[1::2], strict=True):
-            doc = _parse(raw)
+    def live(
+        self,
+        process_types: set[str] | frozenset[str] | None = None,
+        instance_id: str | None = None,
+        *,
+        deliver: bytes | None = None,
+        inbox_ttl_ms: int = 0,
+    ) -> list[InstanceRecord]:
+        """Live instances (optionally of some types, or one id prefix), oldest first.
+
+        With ``deliver``, the same round trip also pushes that request into each selected
+        instance's inbox: what is read and what is addressed cannot disagree.
+        """
+        raw = self._select(
+            keys=[self.keys.instances],
+            args=[
+                self.keys.base,
+                deliver or b"",
+                inbox_ttl_ms,
+                instance_id or "",
+                *sorted(process_types or ()),
+            ],
+        )
+        records = []
+        for doc_raw, pttl in zip(raw[::2], raw[1::2], strict=True):
+            doc = _parse(doc_raw)
             if doc is None:
-                gone.append(instance_id)
                 continue
             # Age from the key's remaining TTL, not from timestamps: immune to clock skew.
             ttl_ms = _ttl_ms(float(doc.get("heartbeat_interval", 5.0)))
-            age = max(0.0, (ttl_ms - max(pttl, 0)) / 1000)
-            record = InstanceRecord(doc=doc, age=age)
-            if process_types is None or record.process_type in process_types:
-                records.append(record)
-        if gone:
-            self.client.zrem(self.keys.instances, *gone)
+            records.append(InstanceRecord(doc=doc, age=max(0.0, (ttl_ms - max(pttl, 0)) / 1000)))
         return records
+
+
+# Reads the index, prunes ids whose heartbeat expired, filters by id prefix and process type,
+# and optionally delivers a request to every selected inbox: one round trip for all of it.
+_SELECT = """
+local base, payload, ttl, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local types = {}
+for i = 5, #ARGV do types[ARGV[i]] = true end
+local filter_types = #ARGV >= 5
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = base .. 'instance:' .. id
+  local doc = redis.call('GET', key)
+  if not doc then
+    redis.call('ZREM', KEYS[1], id)
+  elseif string.sub(id, 1, #prefix) == prefix then
+    local ok, decoded = pcall(cjson.decode, doc)
+    local ptype = ok and type(decoded) == 'table' and decoded['process_type'] or nil
+    if not filter_types or (ptype and types[ptype]) then
+      if payload ~= '' then
+        local inbox = base .. 'inbox:' .. id
+        redis.call('RPUSH', inbox, payload)
+        redis.call('PEXPIRE', inbox, ttl)
+      end
+      out[#out + 1] = doc
+      out[#out + 1] = redis.call('PTTL', key)
+    end
+  end
+end
+return out
+"""
 
 
 def _ttl_ms(interval: float) -> int:
@@ -129,10 +168,6 @@ def _ttl_ms(interval: float) -> int:
 
 def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse(raw: bytes | str | None) -> dict[str, Any] | None:
