@@ -11,7 +11,7 @@ from drainctl.channel import ControlClient, Target
 from drainctl.config import Settings
 from drainctl.protocol import Command, Request
 from tests.integration.conftest import StartListener
-from tests.procs.spawn import spawn_loop_worker, stop
+from tests.processes import spawn_loop_worker, stop
 
 
 @pytest.mark.parametrize("n", [1, 4, 50])

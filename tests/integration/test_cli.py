@@ -14,7 +14,7 @@ from drainctl.cli import main
 from drainctl.config import Settings
 from tests.integration.conftest import StartListener
 from tests.integration.test_listener import run_job_in_thread
-from tests.procs.spawn import spawn_loop_worker, stop
+from tests.processes import spawn_loop_worker, stop
 from tests.redis_server import free_port
 
 

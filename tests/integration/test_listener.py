@@ -22,7 +22,7 @@ from drainctl.config import Settings
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command, State
 from tests.integration.conftest import StartListener
-from tests.procs.spawn import spawn_loop_worker, stop
+from tests.processes import spawn_loop_worker, stop
 from tests.redis_server import RedisServer
 
 
