@@ -32,6 +32,8 @@ class Settings:
     block_timeout: float = 30.0
     reconnect_cap: float = 10.0
     connect_timeout: float = 3.0
+    # A SIGKILLed clock's lease is taken over by another clock within this many seconds.
+    lease_ttl: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -51,6 +53,8 @@ class Settings:
         }
         if interval := env.get("DRAINCTL_HEARTBEAT_INTERVAL"):
             found["heartbeat_interval"] = _positive_float("DRAINCTL_HEARTBEAT_INTERVAL", interval)
+        if ttl := env.get("DRAINCTL_LEASE_TTL"):
+            found["lease_ttl"] = _positive_float("DRAINCTL_LEASE_TTL", ttl)
         found.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**found)
 

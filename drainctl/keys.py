@@ -38,3 +38,27 @@ class Keys:
     def reply(self, request_id: str) -> str:
         """List the listeners push replies to; deleted by the requester, expires regardless."""
         return f"{self.base}reply:{request_id}"
+
+    @property
+    def clock_lease(self) -> str:
+        """Hash naming the one clock allowed to fire (token, instance, release); expires."""
+        return f"{self.base}clock:lease"
+
+    @property
+    def clock_fence(self) -> str:
+        """Counter handing out fencing tokens; its long TTL is refreshed at each acquisition."""
+        return f"{self.base}clock:fence"
+
+    @property
+    def clock_next(self) -> str:
+        """Hash job id -> next run time (epoch ms) persisted on drain and exit; expires."""
+        return f"{self.base}clock:next"
+
+    @property
+    def clock_last(self) -> str:
+        """Hash job id -> latest run time that fired (epoch ms), written at each fire; expires."""
+        return f"{self.base}clock:last"
+
+    def clock_once(self, job_id: str, run_ms: int) -> str:
+        """Set once when a scheduled run fires, so no second clock can fire it too; expires."""
+        return f"{self.base}clock:once:{job_id}:{run_ms}"

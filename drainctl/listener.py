@@ -164,7 +164,7 @@ class ControlListener:
 
     @property
     def state(self) -> State:
-        """running, draining or drained."""
+        """running, draining, drained or fenced."""
         return self._state
 
     def _set_state(self, state: State) -> None:
@@ -174,7 +174,9 @@ class ControlListener:
     def drain(self, deadline: float) -> DrainReport:
         """Drain locally (also what a ``drain`` request does); returns the adapter's report."""
         with self._lock:
-            self._set_state(State.DRAINING)
+            # A fenced clock stays fenced: it still waits for its jobs, but never runs again.
+            if self._state is not State.FENCED:
+                self._set_state(State.DRAINING)
         report = self.adapter.drain(deadline)
         with self._lock:
             # A resume that arrived meanwhile wins: stay running.
@@ -186,8 +188,14 @@ class ControlListener:
         """Take work again; also ends a drain that is still waiting."""
         with self._lock:
             self.adapter.resume()
-            self._set_state(State.RUNNING)
+            if self._state is not State.FENCED:
+                self._set_state(State.RUNNING)
         return {}
+
+    def fence(self) -> None:
+        """Mark this instance fenced for good: a clock that lost its lease to a newer release."""
+        with self._lock:
+            self._set_state(State.FENCED)
 
     def heartbeat_doc(self, counters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Identity, state, adapter counters, memory and the beat time, as in the registry."""
