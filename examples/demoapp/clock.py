@@ -59,7 +59,9 @@ class Ledger:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = Settings.from_env()
     ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings.require_app())
     tick_s = float(os.environ.get("DEMO_TICK_SECONDS", "1"))
