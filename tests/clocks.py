@@ -1,4 +1,4 @@
-"""Helpers for clock tests: start the example clock, read its ledger, count duplicates and misses."""
+"""Clock test helpers: start the example clock, read its ledger, count duplicates and misses."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ CLOCK = ROOT / "examples" / "demoapp" / "clock.py"
 def spawn_clock(
     redis_url: str, app: str, dyno: str, release: str, log: Path, **env: str
 ) -> subprocess.Popen[str]:
-    """Start ``examples/demoapp/clock.py`` as a Heroku clock dyno of ``release``, logging to ``log``.
+    """Start ``examples/demoapp/clock.py`` as a clock dyno of ``release``, logging to ``log``.
 
     A file, not a pipe: a clock firing every 50 ms logs enough to fill a pipe nobody reads.
     """
@@ -68,7 +68,7 @@ def ledger(client: redis.Redis, app: str, hash_name: str = "fires") -> collectio
 def grid_report(
     fires: collections.Counter[str], job: str, interval_ms: int
 ) -> tuple[int, list[str], list[int]]:
-    """(runs seen, duplicated runs, missed grid points) of ``job`` between its first and last run."""
+    """(runs seen, duplicated runs, missed grid points) of ``job`` from its first to last run."""
     times = sorted(
         round(datetime.fromisoformat(label.split("@", 1)[1]).timestamp() * 1000)
         for label in fires

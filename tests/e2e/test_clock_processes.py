@@ -1,4 +1,4 @@
-"""The example clock in real processes: SIGTERM mid-job, a zombie old release, a SIGKILLed holder."""
+"""The example clock in real processes: SIGTERM mid-job, a zombie old release, SIGKILL."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def holder_dyno(client: redis.Redis, app: str) -> str | None:
 def test_sigterm_mid_job_lets_the_job_finish_and_exits_0(
     settings: Settings, client: redis.Redis, clock: SpawnClock
 ):
-    """SIGTERM while ``report`` runs: it finishes, the schedule is saved, the lease is freed, exit 0."""
+    """SIGTERM while ``report`` runs: it finishes, the schedule is saved, lease freed, exit 0."""
     app = settings.app
     assert app is not None
     proc = clock(
@@ -76,7 +76,7 @@ def test_sigterm_mid_job_lets_the_job_finish_and_exits_0(
 def test_zombie_old_release_never_fires_next_to_a_new_release(
     settings: Settings, client: redis.Redis, clock: SpawnClock
 ):
-    """Over >= 100 runs every 50 ms, an old clock left alive next to a new one: none doubled or lost.
+    """Over >= 100 runs every 50 ms, an old clock alive next to a new one: none doubled or lost.
 
     The new release takes the lease at start; the old one is fenced at its next fire, says so in
     ``drainctl status``, and never fires again. The ledger the jobs write is checked on the grid.
