@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from drainctl.__about__ import __version__
 
 if TYPE_CHECKING:
+    from drainctl.adapters.apscheduler import ClockAdapter
     from drainctl.adapters.base import Adapter, DrainReport, NullAdapter, RunningJob
     from drainctl.adapters.jobs import Job, JobsAdapter
     from drainctl.channel import ControlClient, Outcome, Target
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from drainctl.protocol import Command, Reply, Request, State
 
 _EXPORTS = {
+    "ClockAdapter": "drainctl.adapters.apscheduler",
     "Adapter": "drainctl.adapters.base",
     "DrainReport": "drainctl.adapters.base",
     "NullAdapter": "drainctl.adapters.base",
@@ -57,6 +59,7 @@ _EXPORTS = {
 
 __all__ = [
     "Adapter",
+    "ClockAdapter",
     "Command",
     "ConfigError",
     "ControlClient",

@@ -1,0 +1,81 @@
+"""The clock lease and once-keys against a real redis-server."""
+
+from __future__ import annotations
+
+import redis
+
+from drainctl.config import Settings
+from drainctl.keys import Keys
+from drainctl.lease import Lease, Verdict, release_rank
+
+
+def make_lease(settings: Settings, client: redis.Redis, instance: str, release: str) -> Lease:
+    assert settings.app is not None
+    return Lease(
+        client,
+        Keys(settings.app),
+        instance_id=instance,
+        release=release,
+        ttl=15,
+        once_ttl=60,
+        schedule_ttl=60,
+    )
+
+
+def test_releases_are_ordered_by_their_trailing_number():
+    """``v42`` is release 42; a commit sha with no trailing digits has no order."""
+    assert release_rank("v42") == 42
+    assert release_rank("v9") < release_rank("v10")  # type: ignore[operator]
+    assert release_rank("deadbeef") is None
+
+
+def test_newer_release_takes_over_and_older_one_is_fenced(
+    settings: Settings, redis_client: redis.Redis
+):
+    """A newer release takes the lease at start with a bigger token; the old holder, and any
+    older release that starts later, are fenced; a peer of the same release stands by."""
+    old = make_lease(settings, redis_client, "a", "v1")
+    new = make_lease(settings, redis_client, "b", "v2")
+    first = old.acquire(starting=True)
+    assert first.verdict is Verdict.HELD
+    taken = new.acquire(starting=True)
+    assert taken.verdict is Verdict.HELD
+    assert taken.token > first.token
+    assert old.acquire().verdict is Verdict.FENCED
+    assert make_lease(settings, redis_client, "c", "v0").acquire(starting=True).verdict is (
+        Verdict.FENCED
+    )
+    assert make_lease(settings, redis_client, "d", "v2").acquire(starting=True).verdict is (
+        Verdict.STANDBY
+    )
+    assert new.acquire().token == taken.token  # renewing keeps the token
+    assert new.release_lease(taken.token)
+
+
+def test_unordered_releases_take_over_only_at_start(settings: Settings, redis_client: redis.Redis):
+    """Releases without numbers: a different one takes over when it starts, never by polling."""
+    holder = make_lease(settings, redis_client, "a", "abc")
+    holder.acquire(starting=True)
+    other = make_lease(settings, redis_client, "b", "def")
+    assert other.acquire().verdict is Verdict.FENCED
+    assert other.acquire(starting=True).verdict is Verdict.HELD
+    assert holder.acquire().verdict is Verdict.FENCED
+    other.release_lease(other.acquire().token)
+
+
+def test_a_scheduled_run_is_claimed_once_and_never_with_a_stale_token(
+    settings: Settings, redis_client: redis.Redis
+):
+    """Once-keys refuse a second claim of the same run even to the holder (split brain), a stale
+    token claims nothing, and the last fired run time is recorded with the claim."""
+    old = make_lease(settings, redis_client, "a", "v1")
+    token = old.acquire(starting=True).token
+    assert old.claim(token, "tick", [1000, 2000]) == [1000, 2000]
+    assert old.claim(token, "tick", [2000, 3000]) == [3000]
+    new = make_lease(settings, redis_client, "b", "v2")
+    new_token = new.acquire(starting=True).token
+    assert old.claim(token, "tick", [4000]) is None
+    assert new.claim(new_token, "tick", [3000, 4000]) == [4000]
+    assert redis_client.hget(f"drainctl:{settings.app}:clock:last", "tick") == b"4000"
+    assert 0 < redis_client.pttl(f"drainctl:{settings.app}:clock:once:tick:4000") <= 60_000
+    new.release_lease(new_token)
