@@ -241,11 +241,21 @@ class LeaseKeeper:
             else:
                 starting = False
                 self._outage_ended()
-                self._apply(status)
-                if status.verdict is Verdict.FENCED:
+                if not self._safely_apply(status):
                     return
             self._wake.wait(self.lease.period)
             self._wake.clear()
+
+    def _safely_apply(self, status: LeaseStatus) -> bool:
+        """Apply a status; False once fenced. A failing callback never ends the thread."""
+        try:
+            self._apply(status)
+        except REDIS_ERRORS as exc:
+            self._outage_failed(exc)
+        except Exception:
+            logger.exception("clock lease callback failed; retrying")
+            self._outage_failed(None)
+        return status.verdict is not Verdict.FENCED
 
     def _apply(self, status: LeaseStatus) -> None:
         before, recheck = self.token, self._recheck
@@ -267,8 +277,8 @@ class LeaseKeeper:
         if before is not None or status.verdict is Verdict.FENCED:
             self.on_lost(status.verdict)
 
-    def _outage_failed(self, exc: BaseException) -> None:
-        if not self._outage:
+    def _outage_failed(self, exc: BaseException | None) -> None:
+        if exc is not None and not self._outage:
             self._outage = True
             logger.warning("clock lease: Redis unreachable (%s); not firing until it is back", exc)
         # Without Redis no fire can be claimed anyway; when it is back, restore before firing.

@@ -12,15 +12,13 @@
     clock.run(ControlListener.from_env(adapter=clock))   # blocks for a BlockingScheduler
 
 ``run`` starts the listener, installs the SIGTERM drain (main thread only; ``sigterm=False`` to
-skip), starts the scheduler paused and fires only while this process holds the app's clock lease
-(``drainctl.lease``). Each time it becomes the holder it restores the schedule from Redis
-(``drainctl.schedule_store``): a job with a recorded last fire resumes at the first run time after
-it; a job with only a persisted next run time resumes there; jobs Redis does not know are
-scheduled as usual; jobs Redis knows but the code no longer has are dropped with a log line.
-APScheduler then fires the runs that fell due in the gap, following each job's own settings:
-``coalesce=True`` fires them once (the latest), ``coalesce=False`` fires each; a run later than
-``misfire_grace_time`` (APScheduler's default: 1 s) is reported missed and not run, so give jobs a
-grace covering your deploy window. Running jobs are tracked through APScheduler's events.
+skip) and starts the scheduler paused: it fires only while this process holds the app's clock
+lease (``drainctl.lease``), every run claimed by a once-key first. Each time it becomes the holder
+it restores the schedule from Redis (``apscheduler_schedule``), then APScheduler fires what fell
+due in the gap by each job's own settings: ``coalesce=True`` fires the missed runs once (the
+latest), ``coalesce=False`` each of them; a run later than ``misfire_grace_time`` (APScheduler's
+default: 1 s) is reported missed and not run, so give jobs a grace covering your deploy window.
+Running jobs are retired through APScheduler's events (executed, error, missed).
 """
 
 from __future__ import annotations
@@ -28,29 +26,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    EVENT_JOB_MISSED,
     EVENT_JOB_SUBMITTED,
     EVENT_SCHEDULER_STARTED,
 )
 from apscheduler.job import Job
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPPED, BaseScheduler
 
-from drainctl.adapters.apscheduler_executor import ClockExecutor, scheduled_run_time
-from drainctl.adapters.base import DrainReport, JobStats, RunningJob
+from drainctl.adapters.apscheduler_executor import ClockExecutor, InFlight, scheduled_run_time
+from drainctl.adapters.apscheduler_schedule import JobSchedule, run_ms
+from drainctl.adapters.base import DrainReport
 from drainctl.connection import REDIS_ERRORS, connect
 from drainctl.errors import ConfigError
 from drainctl.keys import Keys
 from drainctl.lease import Lease, LeaseKeeper, Verdict
 from drainctl.listener import ControlListener
-from drainctl.schedule_store import DEFAULT_SCHEDULE_TTL, ScheduleStore, StoredRun
+from drainctl.schedule_store import DEFAULT_SCHEDULE_TTL, ScheduleStore
 from drainctl.shutdown import drain_on_sigterm
 
 __all__ = ["ClockAdapter", "scheduled_run_time"]
@@ -58,13 +52,6 @@ __all__ = ["ClockAdapter", "scheduled_run_time"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_ONCE_TTL = 24 * 3600.0
-
-
-@dataclass
-class _Run:
-    job_id: str
-    name: str
-    started: float = field(default_factory=time.monotonic)
 
 
 class ClockAdapter:
@@ -92,21 +79,13 @@ class ClockAdapter:
         self.schedule_ttl = schedule_ttl
         self.listener: ControlListener | None = None
         self.lease: Lease | None = None
-        self.store: ScheduleStore | None = None
+        self.schedule: JobSchedule | None = None
         self.keeper: LeaseKeeper | None = None
         self._cond = threading.Condition()
         self._token: int | None = None
         self._fenced = False
         self._drained = False
-        self._running: dict[tuple[str, int], _Run] = {}
-        self._finished_in_drain: list[str] = []
-        self._stats = JobStats()
-        self._missed = 0
-        self._events: dict[int, Callable[[Any, _Run], None]] = {
-            EVENT_JOB_EXECUTED: lambda event, run: None,
-            EVENT_JOB_ERROR: self._record_error,
-            EVENT_JOB_MISSED: self._record_missed,
-        }
+        self._in_flight = InFlight(self._cond)
         try:
             scheduler.add_executor(ClockExecutor(self._claim, self._retire, max_workers))
         except ValueError:
@@ -114,9 +93,7 @@ class ClockAdapter:
                 "the scheduler already has a 'default' executor; let ClockAdapter install its "
                 "own (pass max_workers= to size it)"
             ) from None
-        scheduler.add_listener(
-            self._on_job_event, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
-        )
+        scheduler.add_listener(self._in_flight.on_event, InFlight.EVENTS)
         scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
 
@@ -137,7 +114,7 @@ class ClockAdapter:
             once_ttl=self.once_ttl,
             schedule_ttl=self.schedule_ttl,
         )
-        self.store = ScheduleStore(client, keys, self.schedule_ttl)
+        self.schedule = JobSchedule(self.scheduler, ScheduleStore(client, keys, self.schedule_ttl))
         self.keeper = LeaseKeeper(self.lease, self._on_acquired, self._on_lost)
 
     def run(
@@ -186,22 +163,19 @@ class ClockAdapter:
         started = time.monotonic()
         with self._cond:
             self._drained = True
-            self._finished_in_drain = []
+            self._in_flight.recording, self._in_flight.finished = True, []
         self._pause()
         # get_jobs() takes the scheduler's job-store lock: a pass that was submitting runs when we
-        # paused has finished, and every run it submitted is registered in self._running.
+        # paused has finished, and every run it submitted is registered as in flight.
         self.scheduler.get_jobs()
         with self._cond:
             self._cond.wait_for(
-                lambda: not self._running or not self._drained,
+                lambda: not self._in_flight.runs or not self._drained,
                 max(0.0, deadline - (time.monotonic() - started)),
             )
-            now = time.monotonic()
-            still = [
-                RunningJob(r.job_id, r.name, round(now - r.started, 3))
-                for r in self._running.values()
-            ]
-            finished, aborted = list(self._finished_in_drain), not self._drained
+            still = self._in_flight.still_running()
+            finished, aborted = list(self._in_flight.finished), not self._drained
+            self._in_flight.recording = False
         persisted = [] if aborted else self._persist()
         return DrainReport(
             finished=finished,
@@ -222,9 +196,9 @@ class ClockAdapter:
         """Runs in flight, counters, and where this clock stands with the lease."""
         with self._cond:
             return {
-                "in_flight": len(self._running),
-                **self._stats.as_dict(),
-                "missed": self._missed,
+                "in_flight": len(self._in_flight.runs),
+                **self._in_flight.stats.as_dict(),
+                "missed": self._in_flight.missed,
                 "lease": self.keeper.verdict.value if self.keeper else "unbound",
                 "fencing_token": self._token,
             }
@@ -236,7 +210,8 @@ class ClockAdapter:
             self.keeper.start()
 
     def _on_acquired(self, token: int) -> None:
-        self._restore()
+        assert self.schedule is not None
+        self.schedule.restore()
         with self._cond:
             self._token = token
         self._sync()
@@ -262,39 +237,19 @@ class ClockAdapter:
         if self.scheduler.state == STATE_RUNNING:
             self.scheduler.pause()
 
-    # -- restore and persist ---------------------------------------------------------------
-
-    def _restore(self) -> None:
-        assert self.store is not None
-        stored = self.store.load()
-        jobs = {job.id: job for job in self.scheduler.get_jobs()}
-        gone = sorted(stored.keys() - jobs.keys())
-        for job_id in gone:
-            logger.warning("job %r of the persisted schedule no longer exists: dropped", job_id)
-        self.store.forget(gone)
-        for job_id, run in stored.items():
-            job = jobs.get(job_id)
-            when = _restored_next(job, run) if job is not None else None
-            if when is not None:
-                logger.info("restored job %r: next run at %s", job_id, when.isoformat())
-                self.scheduler.modify_job(job_id, next_run_time=when)
+    # -- persist -------------------------------------------------------------------------
 
     def _persist(self) -> list[str]:
-        """Save each job's next run time (if we hold the lease); returns ``id@time`` entries."""
+        """Save each job's next run time if we hold the lease; returns ``id@time`` entries."""
         with self._cond:
             token = self._token
-        # A stopped scheduler has no jobs left to report: saving would wipe the schedule.
-        if self.store is None or token is None or not self.scheduler.running:
+        if self.schedule is None or token is None:
             return []
-        jobs = [job for job in self.scheduler.get_jobs() if job.next_run_time is not None]
         try:
-            saved = self.store.save(token, {job.id: _ms(job.next_run_time) for job in jobs})
+            return self.schedule.persist(token)
         except REDIS_ERRORS as exc:
             logger.warning("could not persist the schedule: %s", exc)
             return []
-        if saved is None:
-            return []
-        return [f"{job.id}@{job.next_run_time.isoformat()}" for job in jobs]
 
     def _persist_hook(self, report: DrainReport) -> None:
         self._persist()
@@ -311,7 +266,7 @@ class ClockAdapter:
             token = self._token
         if token is None or self.lease is None or self.keeper is None:
             return []
-        wanted = [_ms(run_time) for run_time in run_times]
+        wanted = [run_ms(run_time) for run_time in run_times]
         try:
             granted = self.lease.claim(token, job.id, wanted)
         except REDIS_ERRORS as exc:
@@ -331,51 +286,12 @@ class ClockAdapter:
                 "job %r: %d run(s) already fired elsewhere", job.id, len(run_times) - len(allowed)
             )
         with self._cond:
-            for run_time in allowed:
-                self._running[(job.id, _ms(run_time))] = _Run(job.id, job.name)
+            self._in_flight.add(job, allowed)
         return allowed
 
     def _retire(self, job_id: str, run_times: list[datetime]) -> None:
         with self._cond:
-            for run_time in run_times:
-                self._running.pop((job_id, _ms(run_time)), None)
-            self._cond.notify_all()
+            self._in_flight.retire(job_id, run_times)
 
     def _on_submitted(self, event: Any) -> None:
         logger.debug("job %r submitted for %s", event.job_id, event.scheduled_run_times)
-
-    def _on_job_event(self, event: Any) -> None:
-        with self._cond:
-            run = self._running.pop((event.job_id, _ms(event.scheduled_run_time)), None)
-            if run is None:
-                return
-            self._events[event.code](event, run)
-            if event.code != EVENT_JOB_MISSED:
-                self._stats.jobs_done += 1
-            if self._drained:
-                self._finished_in_drain.append(run.name)
-            self._cond.notify_all()
-
-    def _record_error(self, event: Any, run: _Run) -> None:
-        self._stats.record_error(event.exception, run.name)
-
-    def _record_missed(self, event: Any, run: _Run) -> None:
-        self._missed += 1
-
-
-def _restored_next(job: Job, run: StoredRun) -> datetime | None:
-    """The first run time after the last one that fired, else the persisted next run time."""
-    if job.next_run_time is None:  # paused in code: stays paused
-        return None
-    tz = job.next_run_time.tzinfo
-    if run.last_ms is not None:
-        last = datetime.fromtimestamp(run.last_ms / 1000, tz)
-        nxt: datetime | None = job.trigger.get_next_fire_time(last, last)
-        return nxt
-    if run.next_ms is not None:
-        return datetime.fromtimestamp(run.next_ms / 1000, tz)
-    return None
-
-
-def _ms(when: datetime) -> int:
-    return round(when.timestamp() * 1000)

@@ -1,4 +1,4 @@
-"""The executor a ClockAdapter installs: every run is claimed in Redis before it is submitted.
+"""The executor a ClockAdapter installs (every run claimed in Redis first) and the runs in flight.
 
 It is APScheduler's own ``ThreadPoolExecutor`` with two additions:
 
@@ -9,21 +9,27 @@ It is APScheduler's own ``ThreadPoolExecutor`` with two additions:
 - each scheduled run executes with its scheduled run time visible to the job through
   :func:`scheduled_run_time`, e.g. to build an idempotency key.
 
-Completion is reported by APScheduler's own events (executed, error, missed), which the adapter
-listens to; this module only retires runs the pool itself failed to run.
+``InFlight`` holds the claimed runs until APScheduler's own events (executed, error, missed)
+retire them; the executor itself retires only runs the pool failed to start.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.job import Job
+
+from drainctl.adapters.apscheduler_schedule import run_ms
+from drainctl.adapters.base import JobStats, RunningJob
 
 Claim = Callable[[Job, list[datetime]], list[datetime]]
 Retire = Callable[[str, list[datetime]], None]
@@ -69,6 +75,73 @@ class ClockExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler sh
             return
         self._run_job_error(job_id, exc, exc.__traceback__)
         self._retire(job_id, run_times)
+
+
+@dataclass
+class _Run:
+    job_id: str
+    name: str
+    started: float = field(default_factory=time.monotonic)
+
+
+class InFlight:
+    """Runs claimed and not yet retired, keyed by (job id, run time in ms); counters for status.
+
+    Every method expects the caller to hold ``cond`` (shared with the adapter, whose drain waits
+    on it); retiring notifies it.
+    """
+
+    EVENTS = EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED
+
+    def __init__(self, cond: threading.Condition) -> None:
+        self.cond = cond
+        self.runs: dict[tuple[str, int], _Run] = {}
+        self.finished: list[str] = []
+        self.recording = False  # a drain is collecting the names of runs that finish
+        self.stats = JobStats()
+        self.missed = 0
+        self._outcomes: dict[int, Callable[[Any, _Run], None]] = {
+            EVENT_JOB_EXECUTED: self._executed,
+            EVENT_JOB_ERROR: self._failed,
+            EVENT_JOB_MISSED: self._missed,
+        }
+
+    def add(self, job: Job, run_times: list[datetime]) -> None:
+        """Register claimed runs, before they are submitted."""
+        for run_time in run_times:
+            self.runs[(job.id, run_ms(run_time))] = _Run(job.id, job.name)
+
+    def retire(self, job_id: str, run_times: list[datetime]) -> None:
+        """Forget runs that will never report (never submitted, or the pool failed)."""
+        for run_time in run_times:
+            self.runs.pop((job_id, run_ms(run_time)), None)
+        self.cond.notify_all()
+
+    def on_event(self, event: Any) -> None:
+        """An APScheduler executed/error/missed event: the run is over."""
+        with self.cond:
+            run = self.runs.pop((event.job_id, run_ms(event.scheduled_run_time)), None)
+            if run is None:
+                return
+            self._outcomes[event.code](event, run)
+            if self.recording:
+                self.finished.append(run.name)
+            self.cond.notify_all()
+
+    def still_running(self) -> list[RunningJob]:
+        """The runs in flight, with how long they have run."""
+        now = time.monotonic()
+        return [RunningJob(r.job_id, r.name, round(now - r.started, 3)) for r in self.runs.values()]
+
+    def _executed(self, event: Any, run: _Run) -> None:
+        self.stats.jobs_done += 1
+
+    def _failed(self, event: Any, run: _Run) -> None:
+        self.stats.jobs_done += 1
+        self.stats.record_error(event.exception, run.name)
+
+    def _missed(self, event: Any, run: _Run) -> None:
+        self.missed += 1
 
 
 def _run_each(
