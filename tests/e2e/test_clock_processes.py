@@ -22,13 +22,6 @@ SpawnClock = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[redis.Redis]:
-    conn = redis.Redis.from_url(settings.redis_url)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
 def clock(settings: Settings, tmp_path: Path) -> Iterator[SpawnClock]:
     """Start example clocks for this test's app; any still alive at the end are killed."""
     procs: list[subprocess.Popen[str]] = []
@@ -44,17 +37,22 @@ def clock(settings: Settings, tmp_path: Path) -> Iterator[SpawnClock]:
         stop_clock(proc)
 
 
-def holder_dyno(client: redis.Redis, app: str) -> str | None:
-    holder = lease_holder(client, app).get("instance")
+def lease_of(client: redis.Redis, app: str, dyno: str) -> object:
+    """Where ``dyno`` says it stands with the lease (held, standby, fenced), None if unknown."""
+    return (instance_doc(client, app, dyno) or {}).get("lease")
+
+
+def holder_dyno(redis_client: redis.Redis, app: str) -> str | None:
+    holder = lease_holder(redis_client, app).get("instance")
     for dyno in ("clock.1", "clock.2"):
-        doc = instance_doc(client, app, dyno)
+        doc = instance_doc(redis_client, app, dyno)
         if doc is not None and doc.get("instance_id") == holder:
             return dyno
     return None
 
 
 def test_sigterm_mid_job_lets_the_job_finish_and_exits_0(
-    settings: Settings, client: redis.Redis, clock: SpawnClock
+    settings: Settings, redis_client: redis.Redis, clock: SpawnClock
 ):
     """SIGTERM while ``report`` runs: it finishes, the schedule is saved, lease freed, exit 0."""
     app = settings.app
@@ -62,19 +60,19 @@ def test_sigterm_mid_job_lets_the_job_finish_and_exits_0(
     proc = clock(
         "clock.1", "v1", DEMO_TICK_SECONDS="60", DEMO_REPORT_SECONDS="1", DEMO_REPORT_DURATION="1.5"
     )
-    wait_for(lambda: len(ledger(client, app, "started")) > 0, timeout=15)
-    started = next(iter(ledger(client, app, "started")))
+    wait_for(lambda: len(ledger(redis_client, app, "started")) > 0, timeout=15)
+    started = next(iter(ledger(redis_client, app, "started")))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
-    assert ledger(client, app)[started] == 1  # the run in flight at SIGTERM completed
-    reports = {label for label in ledger(client, app) if label.startswith("report@")}
-    assert reports == set(ledger(client, app, "started"))  # every run that began, finished
-    assert lease_holder(client, app) == {}  # released: a successor need not wait for expiry
-    assert sorted(client.hkeys(f"drainctl:{app}:clock:next")) == [b"report", b"tick"]
+    assert ledger(redis_client, app)[started] == 1  # the run in flight at SIGTERM completed
+    reports = {label for label in ledger(redis_client, app) if label.startswith("report@")}
+    assert reports == set(ledger(redis_client, app, "started"))  # every run that began, finished
+    assert lease_holder(redis_client, app) == {}  # released: a successor need not wait for expiry
+    assert sorted(redis_client.hkeys(f"drainctl:{app}:clock:next")) == [b"report", b"tick"]
 
 
 def test_zombie_old_release_never_fires_next_to_a_new_release(
-    settings: Settings, client: redis.Redis, clock: SpawnClock
+    settings: Settings, redis_client: redis.Redis, clock: SpawnClock
 ):
     """Over >= 100 runs every 50 ms, an old clock alive next to a new one: none doubled or lost.
 
@@ -85,10 +83,10 @@ def test_zombie_old_release_never_fires_next_to_a_new_release(
     assert app is not None
     fast = {"DEMO_TICK_SECONDS": "0.05"}
     old = clock("clock.1", "v41", **fast)
-    wait_for(lambda: len(ledger(client, app)) >= 30, timeout=20)
+    wait_for(lambda: len(ledger(redis_client, app)) >= 30, timeout=20)
     new = clock("clock.2", "v42", **fast)
-    wait_for(lambda: holder_dyno(client, app) == "clock.2", timeout=20)
-    wait_for(lambda: (instance_doc(client, app, "clock.1") or {}).get("state") == "fenced")
+    wait_for(lambda: holder_dyno(redis_client, app) == "clock.2", timeout=20)
+    wait_for(lambda: (instance_doc(redis_client, app, "clock.1") or {}).get("state") == "fenced")
     status = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "drainctl"),
@@ -105,20 +103,20 @@ def test_zombie_old_release_never_fires_next_to_a_new_release(
     )
     states = {doc["dyno"]: doc["state"] for doc in json.loads(status.stdout)}
     assert states == {"clock.1": "fenced", "clock.2": "running"}
-    fenced_at = len(ledger(client, app))
-    wait_for(lambda: len(ledger(client, app)) >= max(130, fenced_at + 60), timeout=30)
+    fenced_at = len(ledger(redis_client, app))
+    wait_for(lambda: len(ledger(redis_client, app)) >= max(130, fenced_at + 60), timeout=30)
     assert old.poll() is None  # the zombie is alive all along
     for proc in (new, old):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-    runs, duplicates, missed = grid_report(ledger(client, app), "tick", 50)
+    runs, duplicates, missed = grid_report(ledger(redis_client, app), "tick", 50)
     assert runs >= 130
     assert duplicates == []
     assert missed == []
 
 
 def test_sigkilled_holder_is_replaced_within_the_lease_ttl(
-    settings: Settings, client: redis.Redis, clock: SpawnClock
+    settings: Settings, redis_client: redis.Redis, clock: SpawnClock
 ):
     """A standby of the same release takes over within the TTL of a SIGKILL, and catches up.
 
@@ -130,22 +128,20 @@ def test_sigkilled_holder_is_replaced_within_the_lease_ttl(
     ttl = 3.0
     env = {"DEMO_TICK_SECONDS": "0.1", "DRAINCTL_LEASE_TTL": str(ttl)}
     first = clock("clock.1", "v7", **env)
-    wait_for(lambda: holder_dyno(client, app) == "clock.1", timeout=20)
+    wait_for(lambda: holder_dyno(redis_client, app) == "clock.1", timeout=20)
     second = clock("clock.2", "v7", **env)
-    wait_for(
-        lambda: (instance_doc(client, app, "clock.2") or {}).get("lease") == "standby", timeout=20
-    )
+    wait_for(lambda: lease_of(redis_client, app, "clock.2") == "standby", timeout=20)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    seconds, micros = client.time()
+    seconds, micros = redis_client.time()
     killed_at = seconds + micros / 1e6
-    wait_for(lambda: holder_dyno(client, app) == "clock.2", timeout=ttl + 2)
-    assert float(lease_holder(client, app)["acquired_at"]) - killed_at <= ttl
-    taken = len(ledger(client, app))
-    wait_for(lambda: len(ledger(client, app)) >= taken + 10, timeout=10)
+    wait_for(lambda: holder_dyno(redis_client, app) == "clock.2", timeout=ttl + 2)
+    assert float(lease_holder(redis_client, app)["acquired_at"]) - killed_at <= ttl
+    taken = len(ledger(redis_client, app))
+    wait_for(lambda: len(ledger(redis_client, app)) >= taken + 10, timeout=10)
     second.send_signal(signal.SIGTERM)
     assert second.wait(20) == 0
-    _, duplicates, missed = grid_report(ledger(client, app), "tick", 100)
+    _, duplicates, missed = grid_report(ledger(redis_client, app), "tick", 100)
     assert duplicates == []
     assert len(missed) <= 1
-    assert all(client.exists(f"drainctl:{app}:clock:once:tick:{ms}") for ms in missed)
+    assert all(redis_client.exists(f"drainctl:{app}:clock:once:tick:{ms}") for ms in missed)
