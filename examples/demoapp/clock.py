@@ -80,7 +80,17 @@ def main() -> None:
 
     scheduler = BlockingScheduler(timezone=timezone.utc)
     common = {"start_date": ANCHOR, "misfire_grace_time": grace, "coalesce": False}
-    scheduler.add_job(tick, "interval", seconds=tick_s, id="tick", replace_existing=True, **common)
+    # A tick that overlaps the next one is harmless; with the default max_instances=1 APScheduler
+    # would drop (not postpone) a run that falls due while the previous one is still writing.
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=tick_s,
+        id="tick",
+        replace_existing=True,
+        max_instances=10,
+        **common,
+    )
     if report_s > 0:
         scheduler.add_job(
             report, "interval", seconds=report_s, id="report", replace_existing=True, **common

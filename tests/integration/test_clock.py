@@ -83,7 +83,7 @@ def ticking(fires: Fires, seconds: float, **job: object) -> Callable[[Background
             start_date=ANCHOR,
             id="tick",
             replace_existing=True,
-            **({"misfire_grace_time": 30, "coalesce": False} | job),
+            **({"misfire_grace_time": 30, "coalesce": False, "max_instances": 10} | job),
         )
 
     return add
