@@ -131,18 +131,30 @@ class ClockAdapter:
         With ``sigterm`` (call from the main thread), SIGTERM drains with ``grace - margin``
         seconds, persists the schedule, releases the lease and exits 0.
         """
+        if sigterm and threading.current_thread() is not threading.main_thread():
+            raise ConfigError(
+                "ClockAdapter.run(sigterm=True) must be called from the main thread (only it can "
+                "install signal handlers); pass sigterm=False and call clock.install_sigterm() "
+                "from the main thread"
+            )
         self.bind(listener)
         listener.start()
         if sigterm:
-            drain_on_sigterm(
-                listener,
-                grace=grace,
-                margin=margin,
-                before_exit=[self._persist_hook, self._release_hook],
-            )
+            self.install_sigterm(grace=grace, margin=margin)
         self.scheduler.start(paused=True)
         if self.scheduler.state == STATE_STOPPED:  # a BlockingScheduler that was shut down
             self.close()
+
+    def install_sigterm(self, *, grace: float = 30.0, margin: float = 5.0) -> None:
+        """From the main thread: on SIGTERM drain, persist, release the lease, exit 0."""
+        if self.listener is None:
+            raise ConfigError("install_sigterm needs a started clock: call run() first")
+        drain_on_sigterm(
+            self.listener,
+            grace=grace,
+            margin=margin,
+            before_exit=[self._persist_hook, self._release_hook],
+        )
 
     def close(self) -> None:
         """Exit without a signal: persist, release the lease, stop the scheduler and listener."""

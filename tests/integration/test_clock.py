@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from drainctl.adapters.apscheduler import ClockAdapter, scheduled_run_time
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
+from drainctl.errors import ConfigError
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command
 from tests.integration.test_listener import wait_for
@@ -215,3 +216,26 @@ def test_restore_keeps_persisted_next_run_times_and_drops_removed_jobs(
     wait_for(lambda: clock.scheduler.get_job("report").next_run_time == planned)
     assert "'gone' of the persisted schedule no longer exists: dropped" in caplog.text
     assert redis_client.hkeys(nxt) == [b"report"]
+
+
+def test_sigterm_from_a_worker_thread_is_refused_before_anything_starts(settings: Settings):
+    """``run(sigterm=True)`` off the main thread fails with a clear ConfigError, starts nothing."""
+    scheduler = BackgroundScheduler(timezone=timezone.utc)
+    clock = ClockAdapter(scheduler)
+    listener = ControlListener(adapter=clock, settings=settings.replace(process_type="clock"))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            clock.run(listener)
+        except ConfigError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    [error] = errors
+    assert "main thread" in str(error)
+    assert "install_sigterm" in str(error)
+    assert not scheduler.running
+    assert clock.listener is None
