@@ -42,6 +42,7 @@ class Options:
     redis_url: str | None
     app: str | None
     json: bool
+    verbose: bool = False
 
     def settings(self) -> Settings:
         from drainctl.config import Settings
@@ -104,7 +105,7 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = Options(redis_url=redis_url, app=app, json=as_json)
+    ctx.obj = Options(redis_url=redis_url, app=app, json=as_json, verbose=verbose)
 
 
 def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
@@ -227,3 +228,60 @@ def resume(
     from drainctl.protocol import Command
 
     _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)
+
+
+@main.command("rq-worker")
+@click.argument("queues", nargs=-1, required=True)
+@click.option("--process-type", "-t", metavar="TYPE", help="Process type [env; default: worker].")
+@click.option("--name", metavar="NAME", help="RQ worker name [default: random].")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Retire (exit 0) after N jobs.")
+@click.option(
+    "--max-memory-mb", type=click.FloatRange(min=1), help="Retire when resident memory reaches MB."
+)
+@click.option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
+@click.option("--margin", default=5.0, show_default=True, help="Seconds kept after the drain.")
+@click.option("--path", "paths", multiple=True, default=["."], help="Add to sys.path (jobs).")
+@click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.pass_obj
+@handle_errors
+def rq_worker(
+    opts: Options,
+    queues: tuple[str, ...],
+    process_type: str | None,
+    name: str | None,
+    max_jobs: int | None,
+    max_memory_mb: float | None,
+    grace: float,
+    margin: float,
+    paths: tuple[str, ...],
+    burst: bool,
+) -> None:
+    """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install drainctl[rq])."""
+    import os
+
+    sys.path[:0] = [os.path.abspath(path) for path in paths]
+    settings = opts.settings()
+    settings = settings.replace(process_type=process_type or settings.process_type or "worker")
+    settings.require_app()
+    try:
+        from drainctl.adapters.rq import DrainableWorker
+    except ImportError as exc:
+        from drainctl.errors import ConfigError
+
+        raise ConfigError(f"rq is not installed ({exc}): pip install 'drainctl[rq]'") from None
+    from drainctl.connection import translate_outage
+
+    with translate_outage(settings):
+        import redis
+
+        worker = DrainableWorker(
+            list(queues),
+            name=name,
+            connection=redis.Redis.from_url(settings.redis_url),
+            settings=settings,
+            max_jobs=max_jobs,
+            max_memory_mb=max_memory_mb,
+            grace=grace,
+            margin=margin,
+        )
+        worker.work(burst=burst, logging_level="DEBUG" if opts.verbose else "INFO")

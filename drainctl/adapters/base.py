@@ -78,12 +78,12 @@ class JobStats:
 
     def record_error(self, exc: BaseException, job: str) -> None:
         """Count an unhandled job exception and keep its type and (truncated) message."""
+        self.record_failure(job, type(exc).__name__, str(exc))
+
+    def record_failure(self, job: str, kind: str, message: str) -> None:
+        """Count a job failure known only by name, e.g. one that happened in a child process."""
         self.errors += 1
-        self.last_error = {
-            "job": job,
-            "type": type(exc).__name__,
-            "message": str(exc)[:MAX_ERROR_CHARS],
-        }
+        self.last_error = {"job": job, "type": kind, "message": message[:MAX_ERROR_CHARS]}
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as heartbeat fields."""
