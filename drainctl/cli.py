@@ -246,6 +246,7 @@ def resume(
 @handle_errors
 def rq_worker(
     opts: Options,
+    *,
     queues: tuple[str, ...],
     process_type: str | None,
     name: str | None,
