@@ -1,0 +1,35 @@
+"""The demo's Celery app: one task that writes the ledger, drainable through drainctl.
+
+Run a worker with ``celery -A examples.demoapp.celery_app worker`` (``DRAINCTL_APP``,
+``REDIS_URL`` and ``DRAINCTL_PROCESS_TYPE`` or ``DYNO`` from the environment).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from drainctl.adapters.celery import install
+from examples.demoapp import ledger, tasks
+
+app = Celery("demoapp", broker=ledger.redis_url())
+app.conf.update(
+    # What drainctl needs to drain without losing a task (see the README).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+install(
+    app,
+    max_jobs=int(os.environ["DEMO_MAX_JOBS"]) if os.environ.get("DEMO_MAX_JOBS") else None,
+)
+
+
+@app.task(name="demo.ledger_task")
+def ledger_task(job_id: str, duration: float, fail: bool = False) -> str:
+    """The same work as the RQ demo job."""
+    return tasks.ledger_job(job_id, duration, fail)
