@@ -67,7 +67,7 @@ class ReliableQueue:
             return cast(
                 "bytes | None",
                 self.pops.call(
-                    lambda c: c.blmove(self.name, self.processing, timeout, "LEFT", "RIGHT")
+                    lambda c: c.blmove(self.name, self.processing, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]  # Redis >= 6 takes float seconds
                 ),
             )
         except Interrupted:
@@ -79,12 +79,12 @@ class ReliableQueue:
 
     def ack(self, payload: bytes) -> None:
         """The job is done (succeeded or failed for good): forget it."""
-        self.client.lrem(self.processing, 1, payload)
+        self.client.lrem(self.processing, 1, payload)  # type: ignore[arg-type]  # bytes work
 
     def hand_back(self, payload: bytes) -> None:
         """Put a payload we will not run back at the front of the queue, atomically."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.lrem(self.processing, 1, payload)
+        pipe.lrem(self.processing, 1, payload)  # type: ignore[arg-type]  # bytes work
         pipe.lpush(self.name, payload)
         pipe.execute()
 
