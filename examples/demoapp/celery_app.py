@@ -22,10 +22,13 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    task_default_queue=ledger.queue_for("celery"),
 )
 install(
     app,
     max_jobs=int(os.environ["DEMO_MAX_JOBS"]) if os.environ.get("DEMO_MAX_JOBS") else None,
+    grace=float(os.environ.get("DEMO_GRACE", "30")),
+    margin=float(os.environ.get("DEMO_MARGIN", "5")),
 )
 
 

@@ -87,3 +87,11 @@ def audit(client: redis.Redis, app: str) -> Audit:
         missing=sorted(enqueued - runs.keys()),
         duplicated={job_id: n for job_id, n in runs.items() if n != 1},
     )
+
+
+DEFAULT_QUEUES = {"rq": "default", "celery": "celery"}
+
+
+def queue_for(kind: str) -> str:
+    """The RQ or Celery queue the demo uses: ``DEMO_QUEUE``, else the framework's default."""
+    return os.environ.get("DEMO_QUEUE") or DEFAULT_QUEUES.get(kind, "default")

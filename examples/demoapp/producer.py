@@ -13,6 +13,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import redis
 
@@ -30,7 +31,10 @@ def durations(count: int, *, seed: int = 0, long_every: int = 40) -> list[float]
     ]
 
 
-def _loop(client: redis.Redis, app: str) -> Callable[[str, float, bool], None]:
+Push = Callable[[str, float, bool], None]
+
+
+def _loop(client: redis.Redis, app: str, queue: str, stack: ExitStack) -> Push:
     from examples.demoapp.worker import queue_name
 
     def push(job_id: str, duration: float, fail: bool) -> None:
@@ -40,22 +44,29 @@ def _loop(client: redis.Redis, app: str) -> Callable[[str, float, bool], None]:
     return push
 
 
-def _rq(client: redis.Redis, app: str) -> Callable[[str, float, bool], None]:
+def _rq(client: redis.Redis, app: str, queue: str, stack: ExitStack) -> Push:
     from rq import Queue
 
-    queue = Queue("default", connection=client)
+    rq_queue = Queue(queue, connection=client)
 
     def push(job_id: str, duration: float, fail: bool) -> None:
-        queue.enqueue("examples.demoapp.tasks.ledger_job", job_id, duration, fail, job_id=job_id)
+        rq_queue.enqueue("examples.demoapp.tasks.ledger_job", job_id, duration, fail, job_id=job_id)
 
     return push
 
 
-def _celery(client: redis.Redis, app: str) -> Callable[[str, float, bool], None]:
+def _celery(client: redis.Redis, app: str, queue: str, stack: ExitStack) -> Push:
+    from examples.demoapp.celery_app import app as celery
     from examples.demoapp.celery_app import ledger_task
 
+    kwargs = client.get_connection_kwargs()
+    url = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs['db']}"
+    connection = stack.enter_context(celery.connection_for_write(url))
+
     def push(job_id: str, duration: float, fail: bool) -> None:
-        ledger_task.apply_async((job_id, duration, fail), task_id=job_id)
+        ledger_task.apply_async(
+            (job_id, duration, fail), task_id=job_id, queue=queue, connection=connection
+        )
 
     return push
 
@@ -64,14 +75,24 @@ PUSHERS = {"loop": _loop, "rq": _rq, "celery": _celery}
 
 
 def enqueue(
-    client: redis.Redis, app: str, kind: str, times: list[float], *, fail_every: int = 0
+    client: redis.Redis,
+    app: str,
+    kind: str,
+    times: list[float],
+    *,
+    queue: str | None = None,
+    fail_every: int = 0,
 ) -> list[str]:
-    """Enqueue one job per duration; returns their ids (recorded in the ledger first)."""
-    push = PUSHERS[kind](client, app)
+    """Enqueue one job per duration; returns their ids (recorded in the ledger first).
+
+    ``queue`` is the RQ or Celery queue (default ``DEMO_QUEUE``, else the framework's default).
+    """
     ids = [f"{kind}-{uuid.uuid4().hex[:8]}-{i}" for i in range(len(times))]
     ledger.record_enqueued(client, app, ids)
-    for i, (job_id, duration) in enumerate(zip(ids, times, strict=True)):
-        push(job_id, duration, bool(fail_every) and i % fail_every == fail_every - 1)
+    with ExitStack() as stack:
+        push = PUSHERS[kind](client, app, queue or ledger.queue_for(kind), stack)
+        for i, (job_id, duration) in enumerate(zip(ids, times, strict=True)):
+            push(job_id, duration, bool(fail_every) and i % fail_every == fail_every - 1)
     return ids
 
 

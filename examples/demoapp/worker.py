@@ -7,7 +7,8 @@ drain began meanwhile, and is recovered by the next worker if this one is SIGKIL
 
 Environment: ``DRAINCTL_APP``, ``REDIS_URL`` (or ``DRAINCTL_REDIS_URL``), ``DYNO`` or
 ``DRAINCTL_PROCESS_TYPE``; ``DEMO_MAX_JOBS`` and ``DEMO_MAX_MEMORY_MB`` for recycling,
-``DEMO_GRACE`` (seconds from SIGTERM to SIGKILL, default 30).
+``DEMO_GRACE`` and ``DEMO_MARGIN`` (seconds from SIGTERM to SIGKILL, default 30, and the part
+of it kept after the drain, default 5).
 
     python -m examples.demoapp.worker
 """
@@ -76,7 +77,11 @@ def main() -> int:
         gate=lambda: jobs.accepting,
     )
     with listener:
-        drain_on_sigterm(listener, grace=_env_number("DEMO_GRACE") or 30.0)
+        drain_on_sigterm(
+            listener,
+            grace=_env_number("DEMO_GRACE") or 30.0,
+            margin=_env_number("DEMO_MARGIN") or 5.0,
+        )
         queue.recover()
         while jobs.retired is None:
             if not jobs.wait_until_accepting(timeout=POP_TIMEOUT):
