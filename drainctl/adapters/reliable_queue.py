@@ -43,6 +43,7 @@ class ReliableQueue:
         app: str,
         consumer: str,
         gate: Callable[[], bool] = lambda: True,
+        max_pop_timeout: float = 30.0,
     ) -> None:
         self.client = client
         self.name = name
@@ -50,7 +51,8 @@ class ReliableQueue:
         self.keys = Keys(app)
         self.consumers_key = f"{name}:consumers"
         self.processing = self.processing_key(consumer)
-        self.pops = InterruptiblePop(client, gate)
+        self.max_pop_timeout = max_pop_timeout
+        self.pops = InterruptiblePop(client, gate, max_block=max_pop_timeout)
 
     def processing_key(self, consumer: str) -> str:
         """The processing list of one consumer."""
@@ -62,6 +64,7 @@ class ReliableQueue:
 
     def pop(self, timeout: float) -> bytes | None:
         """Move the next payload into our processing list; None on timeout or when drained."""
+        timeout = min(timeout, self.max_pop_timeout)
         self.client.sadd(self.consumers_key, self.consumer)
         try:
             return cast(

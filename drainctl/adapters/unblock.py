@@ -39,10 +39,19 @@ class Interrupted(DrainctlError):
     """A blocking pop was refused or cut short because the gate closed."""
 
 
-def dedicated_client(source: redis.Redis) -> redis.Redis:
-    """A one-connection client to the same server, with the same options, and no retries."""
+# A blocked pop must not hit the socket's read timeout first.
+_READ_MARGIN = 5.0
+
+
+def dedicated_client(source: redis.Redis, max_block: float | None = None) -> redis.Redis:
+    """A one-connection client to the same server, with the same options, and no retries.
+
+    With ``max_block``, its read timeout leaves room for pops blocking that long.
+    """
     pool = source.connection_pool
     kwargs: dict[str, Any] = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+    if max_block is not None:
+        kwargs["socket_timeout"] = max_block + _READ_MARGIN
     return redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, max_connections=1, **kwargs
@@ -51,10 +60,16 @@ def dedicated_client(source: redis.Redis) -> redis.Redis:
 
 
 class InterruptiblePop:
-    """Runs blocking pops while ``gate()`` is true; ``interrupt()`` ends one in flight at once."""
+    """Runs blocking pops while ``gate()`` is true; ``interrupt()`` ends one in flight at once.
 
-    def __init__(self, source: redis.Redis, gate: Callable[[], bool]) -> None:
-        self.client = dedicated_client(source)
+    ``max_block``: the longest a pop may block, in seconds (else the source's read timeout
+    must already allow for it, as RQ arranges for its workers).
+    """
+
+    def __init__(
+        self, source: redis.Redis, gate: Callable[[], bool], *, max_block: float | None = None
+    ) -> None:
+        self.client = dedicated_client(source, max_block)
         self._control = dedicated_client(source)
         self._gate = gate
         self._lock = threading.Lock()
