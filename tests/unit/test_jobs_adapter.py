@@ -50,3 +50,81 @@ def test_drain_with_nothing_in_flight_is_immediate_and_resume_reopens():
     jobs.resume()
     assert jobs.wait_until_accepting(timeout=0.01)
     assert jobs.start("z") is not None
+
+
+def test_wakeup_runs_as_soon_as_a_drain_closes_the_gate():
+    """The wakeup hook is called once per drain, after the gate is already closed."""
+    seen: list[bool] = []
+    jobs = JobsAdapter(wakeup=lambda: seen.append(jobs.accepting))
+    jobs.drain(0)
+    assert seen == [False]
+
+
+def test_on_deadline_stops_late_jobs_which_are_reported_as_handed_back():
+    """Jobs still running at the deadline go to on_deadline; once they hand themselves back,
+    the drain is complete and lists them as handed back, not finished."""
+    stop = threading.Event()
+    jobs = JobsAdapter(on_deadline=lambda late: stop.set())
+    running = jobs.start("slow")
+    assert running is not None
+
+    def work() -> None:
+        with running:
+            stop.wait(10)
+            running.hand_back()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    report = jobs.drain(0.05)
+    worker.join()
+    assert (report.finished, report.handed_back, report.still_running) == ([], ["slow"], [])
+    assert report.complete
+    assert jobs.status()["jobs_done"] == 0
+
+
+def test_failure_from_elsewhere_is_counted():
+    """A failure recorded with Job.fail (e.g. from a child process) counts as an error."""
+    jobs = JobsAdapter()
+    job = jobs.start("remote")
+    assert job is not None
+    with job:
+        job.fail("JobFailed", "ValueError: bad input")
+    assert jobs.status()["last_error"] == {
+        "job": "remote",
+        "type": "JobFailed",
+        "message": "ValueError: bad input",
+    }
+
+
+def test_max_jobs_retires_the_worker_for_good():
+    """After max_jobs the gate closes, the loop is told to exit, and resume does not reopen."""
+    jobs = JobsAdapter(max_jobs=2)
+    for name in ("a", "b"):
+        job = jobs.start(name)
+        assert job is not None
+        with job:
+            pass
+    assert jobs.retired == "max_jobs reached (2 jobs)"
+    assert not jobs.wait_until_accepting(timeout=5)  # returns at once: retired
+    jobs.resume()
+    assert jobs.start("c") is None
+
+
+def test_max_memory_retires_when_resident_memory_is_above_the_limit():
+    """A memory limit below the process's resident size retires the worker after a job."""
+    jobs = JobsAdapter(max_memory_mb=1)
+    job = jobs.start("a")
+    assert job is not None
+    with job:
+        pass
+    assert jobs.retired is not None
+    assert jobs.retired.startswith("max_memory_mb reached")
+
+
+def test_failing_hook_does_not_break_the_drain():
+    """A wakeup hook that raises is logged; the drain still completes."""
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    assert JobsAdapter(wakeup=broken).drain(0).complete
