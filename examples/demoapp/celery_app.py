@@ -36,3 +36,9 @@ install(
 def ledger_task(job_id: str, duration: float, fail: bool = False) -> str:
     """The same work as the RQ demo job."""
     return tasks.ledger_job(job_id, duration, fail)
+
+
+@app.task(name="demo.timed_task")
+def timed_task(stamp_key: str, duration: float) -> None:
+    """The benchmark's job (see ``tasks.timed_job``)."""
+    tasks.timed_job(stamp_key, duration)

@@ -18,3 +18,11 @@ def ledger_job(job_id: str, duration: float, fail: bool = False) -> str:
     if fail:
         raise JobError(f"job {job_id} failed on purpose")
     return job_id
+
+
+def timed_job(stamp_key: str, duration: float) -> None:
+    """For the benchmark: stamp the start, work ``duration`` seconds, stamp the end (Unix time)."""
+    client = ledger.client()
+    client.set(f"{stamp_key}:start", time.time(), ex=600)
+    time.sleep(duration)
+    client.set(f"{stamp_key}:end", time.time(), ex=600)
