@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from drainctl.adapters.apscheduler import ClockAdapter
     from drainctl.adapters.base import Adapter, DrainReport, NullAdapter, RunningJob
     from drainctl.adapters.jobs import Job, JobsAdapter
+    from drainctl.adapters.reliable_queue import ReliableQueue
     from drainctl.channel import ControlClient, Outcome, Target
     from drainctl.config import Settings
     from drainctl.errors import (
@@ -38,6 +39,7 @@ _EXPORTS = {
     "RunningJob": "drainctl.adapters.base",
     "Job": "drainctl.adapters.jobs",
     "JobsAdapter": "drainctl.adapters.jobs",
+    "ReliableQueue": "drainctl.adapters.reliable_queue",
     "ControlClient": "drainctl.channel",
     "Outcome": "drainctl.channel",
     "Target": "drainctl.channel",
@@ -75,6 +77,7 @@ __all__ = [
     "ProtocolError",
     "PushFailed",
     "RedisUnavailable",
+    "ReliableQueue",
     "Reply",
     "Request",
     "RunningJob",
