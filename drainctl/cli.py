@@ -261,9 +261,10 @@ def rq_worker(
     import os
 
     sys.path[:0] = [os.path.abspath(path) for path in paths]
-    settings = opts.settings()
-    settings = settings.replace(process_type=process_type or settings.process_type or "worker")
+    settings = opts.settings().replace(process_type=process_type)
     settings.require_app()
+    from drainctl.adapters.base import WorkerOptions
+
     try:
         from drainctl.adapters.rq import DrainableWorker
     except ImportError as exc:
@@ -279,10 +280,6 @@ def rq_worker(
             list(queues),
             name=name,
             connection=redis.Redis.from_url(settings.redis_url),
-            settings=settings,
-            max_jobs=max_jobs,
-            max_memory_mb=max_memory_mb,
-            grace=grace,
-            margin=margin,
+            options=WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin),
         )
         worker.work(burst=burst, logging_level="DEBUG" if opts.verbose else "INFO")

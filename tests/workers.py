@@ -137,3 +137,44 @@ def runs(client: redis.Redis, app: str) -> dict[str, int]:
     """Completed runs per job id, from the ledger."""
     raw = client.hgetall(ledger.runs_key(app))
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+class Harness:
+    """One test's app: starts workers, enqueues jobs, reads the ledger; stops workers at the end."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, log_dir: Path) -> None:
+        self.settings = settings
+        self.app = settings.require_app()
+        self.redis = client
+        self.log_dir = log_dir
+        self.workers: list[WorkerProcess] = []
+
+    def start(self, kind: str, *extra: str, **env: str) -> WorkerProcess:
+        """Start a worker of ``kind`` and wait until it is registered."""
+        worker = WorkerProcess(kind, self.settings, self.log_dir, **env)
+        self.workers.append(worker)
+        return worker.start(*extra)
+
+    def push(self, kind: str, times: list[float], fail_every: int = 0) -> list[str]:
+        """Enqueue one demo job per duration on the test's own queue; their ids."""
+        from examples.demoapp.producer import enqueue
+
+        return enqueue(self.redis, self.app, kind, times, queue=self.app, fail_every=fail_every)
+
+    def runs(self) -> dict[str, int]:
+        """Completed runs per job id."""
+        return runs(self.redis, self.app)
+
+    def completed(self, ids: list[str]) -> bool:
+        """Whether every job of ``ids`` has completed at least once."""
+        done = self.runs()
+        return all(done.get(job_id, 0) >= 1 for job_id in ids)
+
+    def wait_completed(self, ids: list[str], timeout: float = 30.0) -> None:
+        """Wait until every job of ``ids`` has completed."""
+        wait_for(lambda: self.completed(ids), timeout, f"{len(ids)} job(s) to complete")
+
+    def close(self) -> None:
+        """Kill whatever is still running."""
+        for worker in self.workers:
+            worker.stop()

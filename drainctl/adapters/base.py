@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from drainctl.config import Settings
+
 
 @dataclass
 class RunningJob:
@@ -88,3 +90,23 @@ class JobStats:
     def as_dict(self) -> dict[str, Any]:
         """The counters as heartbeat fields."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a framework worker (RQ, Celery) runs its listener, drains on SIGTERM and recycles.
+
+    ``settings`` default to ``Settings.from_env()``; on SIGTERM the drain deadline is
+    ``grace - margin``; ``max_jobs``/``max_memory_mb`` retire the worker (exit 0) when reached.
+    """
+
+    settings: Settings | None = None
+    max_jobs: int | None = None
+    max_memory_mb: float | None = None
+    grace: float = 30.0
+    margin: float = 5.0
+
+    def listener_settings(self) -> Settings:
+        """The settings for the worker's listener; the process type defaults to ``worker``."""
+        settings = self.settings if self.settings is not None else Settings.from_env()
+        return settings.replace(process_type=settings.process_type or "worker")

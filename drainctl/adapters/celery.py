@@ -27,7 +27,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import psutil
@@ -37,9 +36,9 @@ from celery.worker import state
 from celery.worker.request import Request
 from vine import promise
 
-from drainctl.adapters.base import DrainReport, JobStats, RunningJob
+from drainctl.adapters.base import DrainReport, JobStats, RunningJob, WorkerOptions
 from drainctl.adapters.recycle import Recycler
-from drainctl.config import Settings
+from drainctl.errors import DrainctlError
 from drainctl.listener import ControlListener
 from drainctl.shutdown import drain_on_sigterm
 
@@ -50,17 +49,6 @@ POLL = 0.005
 STOP_GRACE = 10.0
 LOOP_TIMEOUT = 5.0
 RECYCLE_CHECK_EVERY = 0.25
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``install`` was given."""
-
-    settings: Settings | None = None
-    max_jobs: int | None = None
-    max_memory_mb: float | None = None
-    grace: float = 30.0
-    margin: float = 5.0
 
 
 def unsafe_settings(conf: Any) -> list[str]:
@@ -92,7 +80,7 @@ def _reserved() -> list[Request]:
 class CeleryAdapter:
     """Drains a Celery consumer; see the module docstring."""
 
-    def __init__(self, consumer: Any, options: Options) -> None:
+    def __init__(self, consumer: Any, options: WorkerOptions) -> None:
         self.consumer = consumer
         self.stats = JobStats()
         self.recycler = Recycler(options.max_jobs, options.max_memory_mb)
@@ -259,7 +247,7 @@ class DrainctlStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
     """The consumer bootstep that runs the listener; added by ``install``."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
-    options = Options()
+    options = WorkerOptions()
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -273,8 +261,16 @@ class DrainctlStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
             return
         for problem in unsafe_settings(c.app.conf):
             logger.warning("drainctl: unsafe Celery setting for draining: %s", problem)
-        adapter = CountingRequest.adapter = CeleryAdapter(c, self.options)
-        self.listener = ControlListener(adapter=adapter, settings=self.options.settings)
+        adapter = CeleryAdapter(c, self.options)
+        try:
+            self.listener = ControlListener(
+                adapter=adapter, settings=self.options.listener_settings()
+            )
+        except DrainctlError as exc:
+            # The worker is the user's: it keeps working, just without drainctl.
+            logger.error("drainctl is disabled in this worker: %s", exc)
+            return
+        CountingRequest.adapter = adapter
         self.listener.start()
         c.timer.call_repeatedly(RECYCLE_CHECK_EVERY, adapter.check_recycle, (self.listener,))
         if threading.current_thread() is threading.main_thread():
@@ -296,17 +292,9 @@ def _ignore_sigterm(**kwargs: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def install(
-    app: Celery,
-    *,
-    settings: Settings | None = None,
-    max_jobs: int | None = None,
-    max_memory_mb: float | None = None,
-    grace: float = 30.0,
-    margin: float = 5.0,
-) -> None:
+def install(app: Celery, options: WorkerOptions | None = None) -> None:
     """Make ``app``'s workers drainable (call once, where the app is defined)."""
-    options = Options(settings, max_jobs, max_memory_mb, grace, margin)
+    options = options or WorkerOptions()
     app.steps["consumer"].add(type("DrainctlStep", (DrainctlStep,), {"options": options}))
     app.Task.Request = CountingRequest
     worker_process_init.connect(_ignore_sigterm, weak=False)

@@ -18,7 +18,7 @@ It embeds a ControlListener and answers ``drain``/``resume``/``status``:
 Forking workers only (``rq.Worker`` and its subclasses): a job running in the worker's own
 process (``SimpleWorker``) cannot be stopped at the deadline.
 
-    worker = DrainableWorker(["default"], connection=redis, settings=Settings.from_env())
+    worker = DrainableWorker(["default"], connection=redis, options=WorkerOptions(max_jobs=500))
     worker.work()
 """
 
@@ -36,9 +36,9 @@ from rq.exceptions import StopRequested
 from rq.job import Job as RqJob
 from rq.job import JobStatus
 
+from drainctl.adapters.base import WorkerOptions
 from drainctl.adapters.jobs import Job, JobsAdapter
 from drainctl.adapters.unblock import Interrupted, InterruptiblePop
-from drainctl.config import Settings
 from drainctl.listener import ControlListener
 from drainctl.shutdown import drain_on_sigterm
 
@@ -64,21 +64,16 @@ class DrainableWorker(Worker):
         self,
         queues: str | Queue | Sequence[str] | Sequence[Queue],
         *args: Any,
-        settings: Settings | None = None,
-        max_jobs: int | None = None,
-        max_memory_mb: float | None = None,
-        grace: float = 30.0,
-        margin: float = 5.0,
+        options: WorkerOptions | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(queues, *args, **kwargs)
-        self.drainctl_settings = settings if settings is not None else Settings.from_env()
-        self.grace, self.margin = grace, margin
+        self.options = options or WorkerOptions()
         self.jobs = JobsAdapter(
             wakeup=self._interrupt_dequeue,
             on_deadline=self._stop_late_jobs,
-            max_jobs=max_jobs,
-            max_memory_mb=max_memory_mb,
+            max_jobs=self.options.max_jobs,
+            max_memory_mb=self.options.max_memory_mb,
         )
         self.pops = InterruptiblePop(self.connection, lambda: self.jobs.accepting)
         gated = _GatedRedis(connection_pool=self.connection.connection_pool)
@@ -94,13 +89,15 @@ class DrainableWorker(Worker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         """RQ's work loop, with the listener running alongside it."""
-        self.listener = ControlListener(adapter=self.jobs, settings=self.drainctl_settings)
+        self.listener = ControlListener(
+            adapter=self.jobs, settings=self.options.listener_settings()
+        )
         self.listener.start()
         try:
             return bool(super().work(*args, **kwargs))
         finally:
             if self._sigterm_done is not None and self.jobs.retired == "SIGTERM":
-                self._sigterm_done.wait(self.margin)
+                self._sigterm_done.wait(self.options.margin)
             self.listener.stop()
             self.pops.close()
 
@@ -109,8 +106,8 @@ class DrainableWorker(Worker):
         assert self.listener is not None
         self._sigterm_done = drain_on_sigterm(
             self.listener,
-            grace=self.grace,
-            margin=self.margin,
+            grace=self.options.grace,
+            margin=self.options.margin,
             before_exit=[lambda report: self.jobs.retire("SIGTERM")],
             exit_process=False,
         )

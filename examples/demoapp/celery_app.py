@@ -10,6 +10,7 @@ import os
 
 from celery import Celery
 
+from drainctl.adapters.base import WorkerOptions
 from drainctl.adapters.celery import install
 from examples.demoapp import ledger, tasks
 
@@ -26,9 +27,11 @@ app.conf.update(
 )
 install(
     app,
-    max_jobs=int(os.environ["DEMO_MAX_JOBS"]) if os.environ.get("DEMO_MAX_JOBS") else None,
-    grace=float(os.environ.get("DEMO_GRACE", "30")),
-    margin=float(os.environ.get("DEMO_MARGIN", "5")),
+    WorkerOptions(
+        max_jobs=int(os.environ["DEMO_MAX_JOBS"]) if os.environ.get("DEMO_MAX_JOBS") else None,
+        grace=float(os.environ.get("DEMO_GRACE", "30")),
+        margin=float(os.environ.get("DEMO_MARGIN", "5")),
+    ),
 )
 
 

@@ -10,78 +10,54 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
 from drainctl.config import Settings
 from drainctl.protocol import Command
 from examples.demoapp import ledger
-from examples.demoapp.producer import durations, enqueue
-from tests.workers import WorkerProcess, runs, wait_for
+from examples.demoapp.producer import durations
+from tests.workers import Harness, wait_for
 
 pytestmark = pytest.mark.slow
 KINDS = ["rq", "celery", "loop"]
 
 
 @pytest.fixture
-def spawn(settings: Settings, tmp_path: Path) -> Iterator[list[WorkerProcess]]:
-    """Start worker processes; kill leftovers and show their logs when the test failed."""
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
-def start(spawned: list[WorkerProcess], kind: str, settings: Settings, tmp: Path, *extra: str,
-          **env: str) -> WorkerProcess:  # fmt: skip
-    worker = WorkerProcess(kind, settings, tmp, **env)
-    spawned.append(worker)
-    return worker.start(*extra)
-
-
-def push(settings: Settings, kind: str, times: list[float], **kwargs: int) -> list[str]:
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        return enqueue(client, settings.require_app(), kind, times, queue=settings.app, **kwargs)
-    finally:
-        client.close()
-
-
-def completed(redis_client: redis.Redis, app: str, ids: list[str]) -> bool:
-    done = runs(redis_client, app)
-    return all(done.get(job_id, 0) >= 1 for job_id in ids)
+def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Harness]:
+    """The test's app, with worker processes killed at the end."""
+    harness = Harness(settings, redis_client, tmp_path)
+    yield harness
+    harness.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_drained_worker_takes_no_job_until_resumed(
-    kind: str, settings: Settings, tmp_path: Path, spawn: list[WorkerProcess],
-    redis_client: redis.Redis,
-) -> None:  # fmt: skip
+def test_drained_worker_takes_no_job_until_resumed(kind: str, harness: Harness) -> None:
     """After a drain is acknowledged no job is taken, even one pushed later; resume takes it."""
-    worker = start(spawn, kind, settings, tmp_path)
+    worker = harness.start(kind)
     outcome = worker.send(Command.DRAIN, deadline=1.0)
     assert outcome.ok, outcome.replies
     assert outcome.replies[0].state == "drained"
-    ids = push(settings, kind, [0.01])
-    seconds, _ = redis_client.time()
+    ids = harness.push(kind, [0.01])
+    seconds, _ = harness.redis.time()
     # Two more heartbeats from the drained worker: it is alive, and still has not run the job.
-    wait_for(lambda: worker.doc()["beat_at"] > seconds + 2 * settings.heartbeat_interval, 10)
-    assert runs(redis_client, settings.require_app()) == {}
+    interval = harness.settings.heartbeat_interval
+    wait_for(lambda: worker.doc()["beat_at"] > seconds + 2 * interval, 10, "two heartbeats")
+    assert harness.runs() == {}
     assert worker.send(Command.RESUME).ok
-    wait_for(lambda: completed(redis_client, settings.require_app(), ids), 20, "the job")
-    assert runs(redis_client, settings.require_app()) == {ids[0]: 1}
+    harness.wait_completed(ids)
+    assert harness.runs() == {ids[0]: 1}
 
 
 @pytest.mark.parametrize("kind", ["rq", "celery"])
-def test_job_longer_than_deadline_is_requeued_and_runs_once(
-    kind: str, settings: Settings, tmp_path: Path, spawn: list[WorkerProcess],
-    redis_client: redis.Redis,
-) -> None:  # fmt: skip
+def test_job_longer_than_deadline_is_requeued_and_runs_once(kind: str, harness: Harness) -> None:
     """At the deadline the running job is stopped and handed back; after resume it runs once."""
-    worker = start(spawn, kind, settings, tmp_path)
-    long_id, short_id = push(settings, kind, [3.0, 0.01])
+    worker = harness.start(kind)
+    long_id, short_id = harness.push(kind, [3.0, 0.01])
     wait_for(lambda: worker.doc()["in_flight"] >= 1, 10, "the long job to start")
-    wait_for(lambda: completed(redis_client, settings.require_app(), [short_id]) or kind == "rq")
+    if kind == "celery":  # two pool processes: the short job runs alongside the long one
+        harness.wait_completed([short_id])
     outcome = worker.send(Command.DRAIN, deadline=0.3)
     assert outcome.ok, [(r.error, r.data) for r in outcome.replies]
     assert outcome.replies[0].data["handed_back"] == [long_id]
@@ -89,24 +65,20 @@ def test_job_longer_than_deadline_is_requeued_and_runs_once(
         from rq import Queue
 
         # Back at the front of its queue, ahead of the job enqueued after it.
-        assert Queue(settings.require_app(), connection=redis_client).job_ids[0] == long_id
-    assert long_id not in runs(redis_client, settings.require_app())
+        assert Queue(harness.app, connection=harness.redis).job_ids[0] == long_id
+    assert long_id not in harness.runs()
     assert worker.send(Command.RESUME).ok
-    wait_for(lambda: completed(redis_client, settings.require_app(), [long_id, short_id]), 20)
-    assert runs(redis_client, settings.require_app()) == {long_id: 1, short_id: 1}
+    harness.wait_completed([long_id, short_id])
+    assert harness.runs() == {long_id: 1, short_id: 1}
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_job_runs_exactly_once_across_drains_and_sigterm(
-    kind: str, settings: Settings, tmp_path: Path, spawn: list[WorkerProcess],
-    redis_client: redis.Redis,
-) -> None:  # fmt: skip
+def test_every_job_runs_exactly_once_across_drains_and_sigterm(kind: str, harness: Harness) -> None:
     """200 jobs (10 ms to 2 s), drain/resume cycles, SIGTERM mid-job, a new worker: all once."""
-    app = settings.require_app()
-    ids = push(settings, kind, durations(200, long_every=50))
-    first = start(spawn, kind, settings, tmp_path)
+    ids = harness.push(kind, durations(200, long_every=50))
+    first = harness.start(kind)
     for cycle in range(1, 4):
-        wait_for(lambda c=cycle: len(runs(redis_client, app)) >= 25 * c, 60, "progress")
+        wait_for(lambda c=cycle: len(harness.runs()) >= 25 * c, 60, "progress")
         outcome = first.send(Command.DRAIN, deadline=0.3)
         # A hand-written loop cannot stop a job at the deadline: its drain may be incomplete.
         assert outcome.ok or (kind == "loop" and outcome.replies[0].data["still_running"])
@@ -114,22 +86,19 @@ def test_every_job_runs_exactly_once_across_drains_and_sigterm(
     wait_for(lambda: first.doc()["in_flight"] >= 1, 30, "a job in progress")
     first.signal(signal.SIGTERM)
     assert first.wait(30) == 0
-    assert len(runs(redis_client, app)) < len(ids)
-    start(spawn, kind, settings, tmp_path)
-    wait_for(lambda: completed(redis_client, app, ids), 120, "all jobs")
-    report = ledger.audit(redis_client, app)
+    assert len(harness.runs()) < len(ids)
+    harness.start(kind)
+    harness.wait_completed(ids, 120)
+    report = ledger.audit(harness.redis, harness.app)
     assert report.exactly_once, (report.missing[:5], report.duplicated)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_failing_job_is_counted_and_the_worker_keeps_going(
-    kind: str, settings: Settings, tmp_path: Path, spawn: list[WorkerProcess],
-    redis_client: redis.Redis,
-) -> None:  # fmt: skip
+def test_failing_job_is_counted_and_the_worker_keeps_going(kind: str, harness: Harness) -> None:
     """An unhandled job error is logged and counted in the heartbeat; the next job still runs."""
-    worker = start(spawn, kind, settings, tmp_path)
-    ids = push(settings, kind, [0.01] * 3, fail_every=2)
-    wait_for(lambda: completed(redis_client, settings.require_app(), ids), 20, "the jobs")
+    worker = harness.start(kind)
+    ids = harness.push(kind, [0.01] * 3, fail_every=2)
+    harness.wait_completed(ids)
     doc = wait_for(lambda: (d := worker.doc())["errors"] == 1 and d, 10, "the error count")
     assert ids[1] in doc["last_error"]["job"]
     assert doc["jobs_done"] == 3
@@ -139,34 +108,51 @@ def test_failing_job_is_counted_and_the_worker_keeps_going(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_worker_recycles_after_max_jobs_and_loses_nothing(
-    kind: str, settings: Settings, tmp_path: Path, spawn: list[WorkerProcess],
-    redis_client: redis.Redis,
-) -> None:  # fmt: skip
+def test_worker_recycles_after_max_jobs_and_loses_nothing(kind: str, harness: Harness) -> None:
     """With max_jobs the worker drains itself and exits 0; a fresh worker runs the rest once."""
-    app = settings.require_app()
-    ids = push(settings, kind, [0.3] * 8)
+    ids = harness.push(kind, [0.3] * 8)
     extra = ("--max-jobs", "3") if kind == "rq" else ()
-    first = start(spawn, kind, settings, tmp_path, *extra, DEMO_MAX_JOBS="3")
+    first = harness.start(kind, *extra, DEMO_MAX_JOBS="3")
     assert first.wait(30) == 0
-    assert 3 <= len(runs(redis_client, app)) < len(ids)
+    assert 3 <= len(harness.runs()) < len(ids)
     assert "retiring" in first.log_text()
-    start(spawn, kind, settings, tmp_path)
-    wait_for(lambda: completed(redis_client, app, ids), 30, "all jobs")
-    assert ledger.audit(redis_client, app).exactly_once
+    harness.start(kind)
+    harness.wait_completed(ids)
+    assert ledger.audit(harness.redis, harness.app).exactly_once
 
 
-def test_sigkilled_loop_worker_job_is_recovered(
-    settings: Settings, tmp_path: Path, spawn: list[WorkerProcess], redis_client: redis.Redis
-) -> None:
+def test_sigkilled_loop_worker_job_is_recovered(harness: Harness) -> None:
     """A hand-written worker killed mid-job leaves the job in its processing list; the next
     worker recovers it once the dead worker's heartbeat has expired, and it runs once."""
-    app = settings.require_app()
-    ids = push(settings, "loop", [2.0])
-    first = start(spawn, "loop", settings, tmp_path)
+    ids = harness.push("loop", [2.0])
+    first = harness.start("loop")
     wait_for(lambda: first.doc()["in_flight"] == 1, 10, "the job to start")
     first.signal(signal.SIGKILL)
     first.wait(10)
-    start(spawn, "loop", settings, tmp_path)
-    wait_for(lambda: completed(redis_client, app, ids), 30, "the recovered job")
-    assert runs(redis_client, app) == {ids[0]: 1}
+    harness.start("loop")
+    harness.wait_completed(ids)
+    assert harness.runs() == {ids[0]: 1}
+
+
+@pytest.mark.parametrize("kind", ["rq", "celery"])
+def test_sigkilled_framework_worker_leaves_its_job_on_record(kind: str, harness: Harness) -> None:
+    """RQ and Celery do not rerun the job of a worker killed with all its processes (as Heroku
+    does) at once, but keep it on record as the README describes: RQ in its started-job
+    registry (failed or retried when the job's heartbeat expires), Celery as an unacknowledged
+    message that kombu restores after the visibility timeout."""
+    (job_id,) = harness.push(kind, [2.0])
+    worker = harness.start(kind)
+    wait_for(lambda: worker.doc()["in_flight"] == 1, 10, "the job to start")
+    main = psutil.Process(worker.pid)
+    for process in [*main.children(recursive=True), main]:
+        process.kill()
+    worker.wait(10)
+    assert harness.runs() == {}
+    if kind == "rq":
+        from rq.registry import StartedJobRegistry
+
+        registry = StartedJobRegistry(harness.app, connection=harness.redis)
+        assert job_id in registry.get_job_ids()
+    else:
+        unacked = harness.redis.hvals("unacked")
+        assert any(job_id.encode() in message for message in unacked)
