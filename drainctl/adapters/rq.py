@@ -44,6 +44,9 @@ from drainctl.shutdown import drain_on_sigterm
 
 logger = logging.getLogger(__name__)
 
+# Why the worker retires after a SIGTERM drain (see JobsAdapter.retire).
+SIGTERM_REASON = "SIGTERM"
+
 
 class _GatedRedis(redis.Redis):
     """The worker's client: RQ's blocking pops go through an InterruptiblePop."""
@@ -96,7 +99,7 @@ class DrainableWorker(Worker):
         try:
             return bool(super().work(*args, **kwargs))
         finally:
-            if self._sigterm_done is not None and self.jobs.retired == "SIGTERM":
+            if self._sigterm_done is not None and self.jobs.retired == SIGTERM_REASON:
                 self._sigterm_done.wait(self.options.margin)
             self.listener.stop()
             self.pops.close()
@@ -108,7 +111,7 @@ class DrainableWorker(Worker):
             self.listener,
             grace=self.options.grace,
             margin=self.options.margin,
-            before_exit=[lambda report: self.jobs.retire("SIGTERM")],
+            before_exit=[lambda report: self.jobs.retire(SIGTERM_REASON)],
             exit_process=False,
         )
 
