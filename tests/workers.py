@@ -6,6 +6,7 @@ file (shown when a test fails), and is found in the drainctl registry by its pid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import redis
 
 from drainctl.channel import ControlClient, Outcome, Target
@@ -116,6 +118,13 @@ class WorkerProcess:
         """Send a signal to the worker's main process."""
         assert self.process is not None
         self.process.send_signal(signum)
+
+    def signal_all(self, signum: signal.Signals) -> None:
+        """Send a signal to every process of the worker, children first (as Heroku does)."""
+        main = psutil.Process(self.pid)
+        for process in [*main.children(recursive=True), main]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signum)
 
     def wait(self, timeout: float = 30.0) -> int:
         """Its exit code."""

@@ -120,6 +120,15 @@ class DrainableWorker(Worker):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    def fork_work_horse(self, job: RqJob, queue: Queue) -> None:
+        """Fork with SIGTERM blocked, so a dyno-wide SIGTERM cannot hit the new horse before it
+        ignores the signal; the horse never unblocks it, the worker does at once."""
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            super().fork_work_horse(job, queue)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
     # -- dequeue ---------------------------------------------------------------------------
 
     def dequeue_job_and_maintain_ttl(
