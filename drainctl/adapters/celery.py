@@ -120,6 +120,24 @@ class CeleryAdapter:
             self.consumer.add_task_queue(name)
         done.set()
 
+    def hold_eta(self, apply_eta_task: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """Wrap ``Consumer.apply_eta_task``: an ETA that comes due while drained is handed back.
+
+        The message goes back to the broker (it is unacknowledged until the task starts) and
+        keeps its ETA, so it runs once, on whichever worker consumes it next.
+        """
+
+        def apply(request: Request) -> Any:
+            if self._accepting:
+                return apply_eta_task(request)
+            logger.info("task %s came due while drained: handing it back", request.id)
+            request.reject(requeue=True)
+            state.task_ready(request)
+            self.consumer.qos.decrement_eventually()
+            return None
+
+        return apply
+
     # -- the Adapter protocol --------------------------------------------------------------
 
     def drain(self, deadline: float) -> DrainReport:
@@ -271,6 +289,8 @@ class DrainctlStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
             logger.error("drainctl is disabled in this worker: %s", exc)
             return
         CountingRequest.adapter = adapter
+        c.apply_eta_task = adapter.hold_eta(c.apply_eta_task)
+        c.update_strategies()  # the strategies captured apply_eta_task when they were built
         self.listener.start()
         c.timer.call_repeatedly(RECYCLE_CHECK_EVERY, adapter.check_recycle, (self.listener,))
         if threading.current_thread() is threading.main_thread():

@@ -154,3 +154,27 @@ def test_sigkilled_framework_worker_leaves_its_job_on_record(kind: str, harness:
     else:
         unacked = harness.redis.hvals("unacked")
         assert any(job_id.encode() in message for message in unacked)
+
+
+def test_celery_countdown_task_coming_due_while_drained_is_handed_back(harness: Harness) -> None:
+    """A task the worker holds for its countdown does not start while drained: it goes back to
+    the queue when due, and runs once after resume."""
+    from examples.demoapp.celery_app import app as celery
+    from examples.demoapp.celery_app import ledger_task
+
+    worker = harness.start("celery")
+    job_id = f"eta-{harness.app}"
+    ids = [job_id]
+    ledger.record_enqueued(harness.redis, harness.app, ids)
+    with celery.connection_for_write(harness.settings.redis_url) as connection:
+        ledger_task.apply_async(
+            (job_id, 0.01), task_id=job_id, countdown=1, queue=harness.app, connection=connection
+        )
+    # The worker took the message and holds it until its countdown ends.
+    wait_for(lambda: harness.redis.llen(harness.app) == 0, 10, "the worker to take the task")
+    assert worker.send(Command.DRAIN, deadline=1.0).ok
+    wait_for(lambda: harness.redis.llen(harness.app) == 1, 10, "the task to be handed back")
+    assert harness.runs() == {}
+    assert worker.send(Command.RESUME).ok
+    harness.wait_completed(ids)
+    assert harness.runs() == {job_id: 1}
