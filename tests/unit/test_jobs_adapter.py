@@ -128,3 +128,14 @@ def test_failing_hook_does_not_break_the_drain():
         raise RuntimeError("boom")
 
     assert JobsAdapter(wakeup=broken).drain(0).complete
+
+
+def test_worker_options_default_the_process_type_to_worker():
+    """A framework worker started without DYNO or DRAINCTL_PROCESS_TYPE registers as a worker;
+    an explicit process type is kept."""
+    from drainctl.adapters.base import WorkerOptions
+    from drainctl.config import Settings
+
+    assert WorkerOptions(Settings(app="a")).listener_settings().process_type == "worker"
+    explicit = Settings(app="a", process_type="urgent")
+    assert WorkerOptions(explicit).listener_settings().process_type == "urgent"
