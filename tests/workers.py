@@ -74,6 +74,7 @@ class WorkerProcess:
             "DEMO_QUEUE": self.app,
             "DEMO_GRACE": "3",
             "DEMO_MARGIN": "1",
+            "DEMO_POP_TIMEOUT": "1",
             "PYTHONPATH": str(ROOT),
             **env,
         }

@@ -8,7 +8,8 @@ drain began meanwhile, and is recovered by the next worker if this one is SIGKIL
 Environment: ``DRAINCTL_APP``, ``REDIS_URL`` (or ``DRAINCTL_REDIS_URL``), ``DYNO`` or
 ``DRAINCTL_PROCESS_TYPE``; ``DEMO_MAX_JOBS`` and ``DEMO_MAX_MEMORY_MB`` for recycling,
 ``DEMO_GRACE`` and ``DEMO_MARGIN`` (seconds from SIGTERM to SIGKILL, default 30, and the part
-of it kept after the drain, default 5).
+of it kept after the drain, default 5), ``DEMO_POP_TIMEOUT`` (idle wait between recoveries,
+default 5 s).
 
     python -m examples.demoapp.worker
 """
@@ -32,8 +33,9 @@ from examples.demoapp import ledger
 
 logger = logging.getLogger("examples.demoapp.worker")
 
-# How long one blocking pop waits when idle; a drain interrupts it at once anyway.
-POP_TIMEOUT = 5.0
+# How long one blocking pop waits when idle (a drain interrupts it at once anyway); after each
+# idle wait the worker looks for dead workers' jobs.
+POP_TIMEOUT = float(os.environ.get("DEMO_POP_TIMEOUT", "5"))
 
 
 def queue_name(app: str) -> str:
