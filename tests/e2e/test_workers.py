@@ -99,9 +99,10 @@ def test_failing_job_is_counted_and_the_worker_keeps_going(kind: str, harness: H
     worker = harness.start(kind)
     ids = harness.push(kind, [0.01] * 3, fail_every=2)
     harness.wait_completed(ids)
-    doc = wait_for(lambda: (d := worker.doc())["errors"] == 1 and d, 10, "the error count")
+    # The ledger is written before the job's end is counted: wait for a heartbeat after it.
+    doc = wait_for(lambda: (d := worker.doc())["jobs_done"] == 3 and d, 10, "the job count")
+    assert doc["errors"] == 1
     assert ids[1] in doc["last_error"]["job"]
-    assert doc["jobs_done"] == 3
     assert worker.process is not None
     assert worker.process.poll() is None
     assert "failed on purpose" in worker.log_text()
