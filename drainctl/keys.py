@@ -62,3 +62,7 @@ class Keys:
     def clock_once(self, job_id: str, run_ms: int) -> str:
         """Set once when a scheduled run fires, so no second clock can fire it too; expires."""
         return f"{self.base}clock:once:{job_id}:{run_ms}"
+
+    def fence(self, release: str) -> str:
+        """A deploy's fence on one release (JSON); expires on its own, lifted by its deploy."""
+        return f"{self.base}fence:{release}"

@@ -28,6 +28,7 @@ from drainctl.channel import Inbox
 from drainctl.config import Settings, mask_url
 from drainctl.connection import REDIS_ERRORS, ServerClock, connect
 from drainctl.errors import DrainctlError, ProtocolError
+from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, State
@@ -93,6 +94,7 @@ class ControlListener:
         self.registry = Registry(self.redis, self.identity.app)
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id)
         self.clock = ServerClock()
+        self.fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
         self._state = State.RUNNING
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -108,7 +110,12 @@ class ControlListener:
         self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
             Command.PING: lambda request: {},
             Command.STATUS: lambda request: self.heartbeat_doc(),
-            Command.RESUME: lambda request: self.resume(),
+            Command.RESUME: self._resume_request,
+        }
+        self._on_fence: dict[Change, Callable[[], object]] = {
+            Change.NONE: lambda: None,
+            Change.FENCED: lambda: self.drain(0.0),
+            Change.LIFTED: self.resume,
         }
 
     @classmethod
@@ -203,6 +210,7 @@ class ControlListener:
             **self.identity.as_dict(),
             **(counters if counters is not None else self.adapter.status()),
             "state": self._state.value,
+            "fenced": self.fence.fenced,
             "memory_mb": round(self._process.memory_info().rss / _MB, 1),
             "heartbeat_interval": self.settings.heartbeat_interval,
             "beat_at": self.clock.now(),
@@ -246,6 +254,8 @@ class ControlListener:
             self._wake_beat.clear()
             if self._stopping.is_set():
                 return
+            if self.fence.expired(self.clock.now()):
+                self.resume()
             ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0)
             # After an outage, register afresh: Redis may have restarted empty.
             beats = beats + 1 if ok else 0
@@ -253,7 +263,14 @@ class ControlListener:
     def _beat_once(self, *, refresh_index: bool) -> bool:
         try:
             doc = self.heartbeat_doc(self._counters_for_beat())
-            self.registry.beat(doc, self.settings.heartbeat_interval, refresh_index=refresh_index)
+            registered = self.registry.beat(
+                doc,
+                self.settings.heartbeat_interval,
+                refresh_index=refresh_index,
+                read=self.fence.key,  # a restarted instance of a fenced release starts drained
+            )
+            if registered is not None:
+                self._on_fence[self.fence.observe(registered.read)]()
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
             return False
@@ -292,11 +309,19 @@ class ControlListener:
         deadline = request.args.get("deadline", 30.0)
         if type(deadline) not in (int, float) or deadline < 0:
             raise ProtocolError(f"drain deadline must be a non-negative number, got {deadline!r}")
+        if "fence" in request.args:
+            self.fence.observe(request.args["fence"])
         report = self.drain(float(deadline))
         if not report.complete and not report.aborted:
             names = ", ".join(job.name for job in report.still_running)
             raise _IncompleteDrain(f"still running at the deadline: {names}", report.as_dict())
         return report.as_dict()
+
+    def _resume_request(self, request: Request) -> dict[str, Any]:
+        refusal = self.fence.refusal(self.redis)
+        if refusal is not None:
+            raise DrainctlError(refusal)
+        return self.resume()
 
     def _answer(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> None:
         try:

@@ -63,6 +63,13 @@ class InstanceRecord:
         return self.doc | {"age": round(self.age, 3), "stale": self.stale}
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A (re)registration happened; ``read`` holds the extra key fetched with it, if any."""
+
+    read: bytes | None
+
+
 class Registry:
     """Reads and writes the live-instance registry of one app."""
 
@@ -71,24 +78,37 @@ class Registry:
         self.keys = Keys(app)
         self._select = client.register_script(_SELECT)
 
-    def register(self, doc: dict[str, Any], interval: float) -> None:
-        """Write the document and (re)join the index."""
+    def register(self, doc: dict[str, Any], interval: float, read: str | None = None) -> Registered:
+        """Write the document and (re)join the index; ``read`` is a key fetched in the same trip."""
         instance_id = doc["instance_id"]
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.keys.instance(instance_id), _dump(doc), px=_ttl_ms(interval))
         pipe.zadd(self.keys.instances, {instance_id: doc.get("started_at", 0.0)})
         pipe.expire(self.keys.instances, INDEX_TTL)
-        pipe.execute()
+        if read is not None:
+            pipe.get(read)
+        results = pipe.execute()
+        return Registered(results[3] if read is not None else None)
 
-    def beat(self, doc: dict[str, Any], interval: float, *, refresh_index: bool = False) -> None:
-        """Refresh the document; registers again when the entry had vanished."""
+    def beat(
+        self,
+        doc: dict[str, Any],
+        interval: float,
+        *,
+        refresh_index: bool = False,
+        read: str | None = None,
+    ) -> Registered | None:
+        """Refresh the document; registers again when the entry had vanished.
+
+        Returns None for a plain refresh (one command), a :class:`Registered` when it registered.
+        """
         if refresh_index:
-            self.register(doc, interval)
-            return
+            return self.register(doc, interval, read)
         key = self.keys.instance(doc["instance_id"])
         if not self.client.set(key, _dump(doc), px=_ttl_ms(interval), xx=True):
             logger.info("registry entry %s had expired; registering again", doc["instance_id"])
-            self.register(doc, interval)
+            return self.register(doc, interval, read)
+        return None
 
     def remove(self, instance_id: str) -> None:
         """Delete an instance's entry and inbox (on a clean stop)."""
