@@ -1,0 +1,194 @@
+"""The process supervisor: runs the current release's Procfile and switches releases like Heroku.
+
+On a new release: SIGTERM every process of the old one, start the new one at once (they overlap),
+SIGKILL old processes still alive after the grace period. A process of the current release that
+exits is restarted with exponential backoff (reset once it has run for a while).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from drainctl.localplatform.layout import Layout, PlatformConfig, Release
+
+logger = logging.getLogger(__name__)
+
+TICK = 0.05
+STABLE_AFTER = 30.0
+SHUTDOWN_GRACE = 5.0
+
+
+@dataclass
+class Dyno:
+    """One process slot (``worker.1``) of one release, and its current OS process."""
+
+    process_type: str
+    index: int
+    release: Release
+    command: str
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    terminated_at: float | None = None
+    zombie: bool = False
+    log_files: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``type.N`` as in ``DYNO``."""
+        return f"{self.process_type}.{self.index}"
+
+    def signal(self, signum: int) -> None:
+        """Signal the whole process group (the shell and what it started)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signum)
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    """``type: command`` lines of a Procfile, in order; blank lines and comments skipped."""
+    entries: dict[str, str] = {}
+    if not path.exists():
+        return entries
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+class Supervisor:
+    """Runs one platform directory until SIGTERM or SIGINT."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.config: PlatformConfig = layout.config()
+        self.current: Release | None = None
+        self.dynos: list[Dyno] = []
+        self._stop = False
+
+    def run(self) -> None:
+        """Supervise until asked to stop, then stop every process (zombies included)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        self.layout.pid_file.write_text(str(os.getpid()))
+        try:
+            while not self._stop:
+                self._switch_release()
+                now = time.monotonic()
+                for dyno in list(self.dynos):
+                    self._tend(dyno, now)
+                time.sleep(TICK)
+        finally:
+            self._shutdown()
+            self.layout.pid_file.unlink(missing_ok=True)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop = True
+
+    def _switch_release(self) -> None:
+        release = self.layout.release()
+        if release is None or (self.current and release.version <= self.current.version):
+            return
+        faults = self.layout.take_faults("zombie", "crash")
+        zombie_type = faults.get("zombie")
+        for dyno in self.dynos:
+            if dyno.terminated_at is not None or dyno.zombie:
+                continue
+            if dyno.process_type == zombie_type:
+                dyno.zombie, zombie_type = True, None
+                logger.warning("%s of %s left running (zombie fault)", dyno.name, dyno.release.name)
+                continue
+            dyno.signal(signal.SIGTERM)
+            dyno.terminated_at = time.monotonic()
+        self.current = release
+        crasher = f"'{self.config.python}' -m drainctl.localplatform.crasher"
+        for process_type, line in read_procfile(Path(release.path) / "Procfile").items():
+            command = crasher if process_type == faults.get("crash") else line
+            for index in range(1, self.config.scale.get(process_type, 1) + 1):
+                dyno = Dyno(process_type, index, release, command)
+                self.dynos.append(dyno)
+                self._start(dyno)
+        self.layout.launched_file.write_text(str(release.version))
+
+    def _tend(self, dyno: Dyno, now: float) -> None:
+        if dyno.proc is not None and dyno.proc.poll() is not None:
+            self._exited(dyno, now)
+        elif dyno.proc is None and now >= dyno.next_start:
+            self._start(dyno)
+        elif dyno.terminated_at is not None and now - dyno.terminated_at > self.config.grace:
+            logger.warning("%s of %s: SIGKILL after the grace period", dyno.name, dyno.release.name)
+            dyno.signal(signal.SIGKILL)
+
+    def _exited(self, dyno: Dyno, now: float) -> None:
+        assert dyno.proc is not None
+        code = dyno.proc.returncode
+        dyno.proc = None
+        if dyno.release is not self.current or dyno.terminated_at is not None or dyno.zombie:
+            self.dynos.remove(dyno)
+            return
+        if now - dyno.started_at > STABLE_AFTER:
+            dyno.restarts = 0
+        delay = min(self.config.backoff_base * 2**dyno.restarts, self.config.backoff_max)
+        dyno.restarts += 1
+        dyno.next_start = now + delay
+        logger.warning("%s exited with %s; restarting in %.1fs", dyno.name, code, delay)
+
+    def _start(self, dyno: Dyno) -> None:
+        release = dyno.release
+        env = {
+            **os.environ,
+            **self.config.env,
+            "PATH": f"{Path(self.config.python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "DYNO": dyno.name,
+            "PORT": str(5000 + dyno.index),
+            "HEROKU_APP_NAME": self.config.app,
+            "HEROKU_RELEASE_VERSION": release.name,
+            "HEROKU_SLUG_COMMIT": release.commit,
+            "REDIS_URL": self.config.redis_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        log = self.layout.logs / f"{release.name}.{dyno.name}.{dyno.restarts}.log"
+        with log.open("ab") as out:
+            dyno.proc = subprocess.Popen(
+                ["/bin/sh", "-c", f"exec {dyno.command}"],
+                cwd=release.path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        dyno.started_at = time.monotonic()
+        logger.info("started %s of %s (pid %d)", dyno.name, release.name, dyno.proc.pid)
+
+    def _shutdown(self) -> None:
+        for dyno in self.dynos:
+            dyno.signal(signal.SIGTERM)
+        deadline = time.monotonic() + min(self.config.grace, SHUTDOWN_GRACE)
+        for dyno in self.dynos:
+            if dyno.proc is None:
+                continue
+            try:
+                dyno.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                dyno.signal(signal.SIGKILL)
+                dyno.proc.wait()
+
+
+def main(root: Path) -> None:
+    """Run the supervisor of platform directory ``root`` (logging to stderr)."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s platform: %(message)s"
+    )
+    Supervisor(Layout(root)).run()
