@@ -50,9 +50,9 @@ class Fence:
         """JSON, as stored in Redis and sent in drain arguments."""
         return json.dumps(asdict(self) | {"process_types": list(self.process_types)})
 
-    def as_args(self) -> dict[str, Any]:
-        """The fence as drain-request arguments."""
-        return {"fence": json.loads(self.encode())}
+    def as_arg(self) -> dict[str, Any]:
+        """The fence as one item of a drain request's ``fences`` argument."""
+        return dict(json.loads(self.encode()))
 
     @classmethod
     def decode(cls, raw: bytes | str | dict[str, Any]) -> Fence:

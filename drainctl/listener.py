@@ -309,8 +309,8 @@ class ControlListener:
         deadline = request.args.get("deadline", 30.0)
         if type(deadline) not in (int, float) or deadline < 0:
             raise ProtocolError(f"drain deadline must be a non-negative number, got {deadline!r}")
-        if "fence" in request.args:
-            self.fence.observe(request.args["fence"])
+        for fence in request.args.get("fences", []):  # sent by a deploy: this release stays drained
+            self.fence.observe(fence)
         report = self.drain(float(deadline))
         if not report.complete and not report.aborted:
             names = ", ".join(job.name for job in report.still_running)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from drainctl.deploy.plan import read_procfile
 from drainctl.localplatform.layout import Layout, PlatformConfig, Release
 
 logger = logging.getLogger(__name__)
@@ -53,18 +54,6 @@ class Dyno:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signum)
-
-
-def read_procfile(path: Path) -> dict[str, str]:
-    """``type: command`` lines of a Procfile, in order; blank lines and comments skipped."""
-    entries: dict[str, str] = {}
-    if not path.exists():
-        return entries
-    for line in path.read_text().splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#"):
-            entries[name.strip()] = command.strip()
-    return entries
 
 
 class Supervisor:

@@ -1,0 +1,102 @@
+"""The plan: which live instances a deploy drains, what it pushes, and what it expects after."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from drainctl.deploy import gitrepo
+from drainctl.fence import DEFAULT_FENCE_TTL
+from drainctl.registry import InstanceRecord
+
+# Process types a deploy does not drain by default: web has its own connection draining, and
+# release runs once per deploy.
+NOT_DRAINED = frozenset({"web", "release"})
+UNKNOWN_RELEASE = "unknown"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Every knob of ``drainctl deploy`` (the CLI flags), with their defaults."""
+
+    remote: str = "heroku"
+    ref: str = "HEAD:main"
+    push_cmd: str | None = None
+    process_types: tuple[str, ...] = ()
+    drain_deadline: float = 25.0
+    ack_timeout: float | None = None
+    verify_timeout: float = 120.0
+    stable_for: float = 10.0
+    zombie_grace: float = 45.0
+    fence_ttl: float = DEFAULT_FENCE_TTL
+
+    @property
+    def ack_wait(self) -> float:
+        """Seconds to wait for drain acknowledgements (default: the deadline plus 5)."""
+        return self.ack_timeout if self.ack_timeout is not None else self.drain_deadline + 5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the deploy will do, decided before anything is touched."""
+
+    commit: str
+    process_types: tuple[str, ...]
+    instances: tuple[InstanceRecord, ...]
+    missing_types: tuple[str, ...]
+
+    @property
+    def releases(self) -> tuple[str, ...]:
+        """The releases being replaced (each gets a fence); ``unknown`` cannot be fenced."""
+        found = {str(r.doc.get("release")) for r in self.instances}
+        return tuple(sorted(found - {UNKNOWN_RELEASE, "None"}))
+
+    def counts(self) -> dict[str, int]:
+        """Instances to drain per process type (0 for expected types that have none)."""
+        counts = Counter(r.process_type for r in self.instances)
+        return {t: counts.get(t, 0) for t in self.process_types}
+
+
+def read_procfile(path: Path) -> dict[str, str]:
+    """``type: command`` lines of a Procfile, in order; blank lines and comments skipped."""
+    entries: dict[str, str] = {}
+    if not path.exists():
+        return entries
+    for line in path.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+def target_types(
+    chosen: tuple[str, ...], procfile: dict[str, str], live: list[InstanceRecord]
+) -> tuple[str, ...]:
+    """The process types to drain: the chosen ones, else the Procfile's non-web, else live ones."""
+    if chosen:
+        return tuple(dict.fromkeys(chosen))
+    from_procfile = [t for t in procfile if t not in NOT_DRAINED]
+    if from_procfile:
+        return tuple(from_procfile)
+    return tuple(sorted({r.process_type for r in live} - NOT_DRAINED))
+
+
+def make_plan(commit: str, types: tuple[str, ...], live: list[InstanceRecord]) -> Plan:
+    """Pure: the plan from the pushed commit, the target types and the live instances."""
+    instances = tuple(r for r in live if r.process_type in types)
+    present = {r.process_type for r in instances}
+    return Plan(
+        commit=commit,
+        process_types=types,
+        instances=instances,
+        missing_types=tuple(t for t in types if t not in present),
+    )
+
+
+def local_commit(options: DeployOptions, cwd: Path | None = None) -> tuple[Path, str]:
+    """Check the work tree (and the remote, unless a push command replaces git push)."""
+    root = gitrepo.toplevel(cwd)
+    if options.push_cmd is None:
+        gitrepo.check_remote(options.remote, root)
+    return root, gitrepo.resolve(options.ref, root)
