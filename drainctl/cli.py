@@ -283,3 +283,7 @@ def rq_worker(
             options=WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin),
         )
         worker.work(burst=burst, logging_level="DEBUG" if opts.verbose else "INFO")
+
+
+# deploy, verify and hook live with the deploy package; importing registers them on ``main``.
+from drainctl.deploy import commands as _deploy_commands  # noqa: E402, F401

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,20 +87,29 @@ class Deployment:
 
     def run(self) -> DeployResult:
         """Plan, drain, push, verify; raises the DrainctlError that ends a failed deploy."""
-        plan = self._timed("plan", self.plan)
-        with interrupt_on_sigterm():
-            try:
-                self._timed("drain", lambda: self.drain(plan))
-                self._timed("push", lambda: self.push(plan))
-            except (DrainctlError, KeyboardInterrupt):
-                self.rollback(plan)
-                raise
+        plan = self.prepare()
+        self._guarded(plan, "push", lambda: self.push(plan))
         with translate_outage(self.client.settings):
             for release in plan.releases:  # zombies of the old release never resume
                 self.fences.keep(release)
         verdict = self._timed("verify", lambda: self.verify(plan))
-        self._summary(plan, verdict)
+        self._summary(verdict)
         return self.result
+
+    def prepare(self) -> Plan:
+        """Plan, fence and drain (all the pre-push hook does); resumes everyone on failure."""
+        plan: Plan = self._timed("plan", self.plan)
+        self._guarded(plan, "drain", lambda: self.drain(plan))
+        return plan
+
+    def _guarded(self, plan: Plan, phase: str, step: Callable[[], None]) -> None:
+        """Run a step that may not leave the app drained: on any failure, roll back first."""
+        with interrupt_on_sigterm():
+            try:
+                self._timed(phase, step)
+            except (DrainctlError, KeyboardInterrupt):
+                self.rollback(plan)
+                raise
 
     def _timed(self, phase: str, step: Any) -> Any:
         started = time.monotonic()
@@ -246,7 +256,7 @@ class Deployment:
             self.result.jobs_finished += len(reply.data.get("finished", []))
             self.result.jobs_handed_back += len(reply.data.get("handed_back", []))
 
-    def _summary(self, plan: Plan, verdict: Verdict) -> None:
+    def _summary(self, verdict: Verdict) -> None:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.result.phases_s.items())
         drained = sum(self.result.drained.values())
         self.reporter.step(

@@ -1,4 +1,4 @@
-"""Signals during a deploy: SIGTERM acts like Ctrl-C while drained; the rollback is not cut short."""
+"""Signals in a deploy: SIGTERM acts as Ctrl-C while drained; the rollback is not cut short."""
 
 from __future__ import annotations
 
