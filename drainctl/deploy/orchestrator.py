@@ -231,7 +231,7 @@ class Deployment:
         while thread.is_alive():
             thread.join(POLL)
             with contextlib.suppress(DrainctlError):
-                self.reporter.rows([Row.of_record(r) for r in self.client.live(types or None)])
+                self.reporter.rows([Row.of_record(r) for r in self.client.live(frozenset(types) or None)])
         if isinstance(box[0], BaseException):
             raise box[0]
         outcome = box[0]
@@ -245,7 +245,7 @@ class Deployment:
         known = {r.instance_id for r in outcome.replies} | {r.instance_id for r in outcome.missing}
         return [
             r.instance_id
-            for r in self.client.live(set(plan.process_types))
+            for r in self.client.live(frozenset(plan.process_types))
             if r.instance_id not in known and r.doc.get("state") != "drained"
         ]
 
@@ -288,7 +288,7 @@ def verify_release(
             ]
         )
 
-    verdict = watch(lambda: client.live(set(spec.required)), spec, show)
+    verdict = watch(lambda: client.live(frozenset(spec.required)), spec, show)
     result.verdict = verdict.as_dict()
     if not verdict.ok:
         raise VerifyFailed(verdict.message())

@@ -52,14 +52,16 @@ def run(root: Path) -> None:
 
 @main.command()
 @click.argument("root", type=click.Path(exists=True, path_type=Path))
-@click.option("--zombie", metavar="TYPE", help="Leave one old process of TYPE running.")
+@click.option(
+    "--zombie", multiple=True, metavar="TYPE", help="Leave one old process of TYPE running."
+)
 @click.option("--crash", metavar="TYPE", help="Make TYPE crash at boot in the new release.")
 @click.option("--reject", is_flag=True, help="Refuse the push.")
-def fault(root: Path, zombie: str | None, crash: str | None, reject: bool) -> None:
+def fault(root: Path, zombie: tuple[str, ...], crash: str | None, reject: bool) -> None:
     """Inject faults into the next push only."""
     layout = Layout(root)
     faults = read_json(layout.faults_file, {})
-    chosen = {"zombie": zombie, "crash": crash, "reject": reject or None}
+    chosen = {"zombie": list(zombie) or None, "crash": crash, "reject": reject or None}
     faults.update({k: v for k, v in chosen.items() if v is not None})
     write_json(layout.faults_file, faults)
 

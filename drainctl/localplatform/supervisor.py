@@ -90,12 +90,13 @@ class Supervisor:
         if release is None or (self.current and release.version <= self.current.version):
             return
         faults = self.layout.take_faults("zombie", "crash")
-        zombie_type = faults.get("zombie")
+        zombie_types = list(faults.get("zombie", []))
         for dyno in self.dynos:
             if dyno.terminated_at is not None or dyno.zombie:
                 continue
-            if dyno.process_type == zombie_type:
-                dyno.zombie, zombie_type = True, None
+            if dyno.process_type in zombie_types:
+                dyno.zombie = True
+                zombie_types.remove(dyno.process_type)
                 logger.warning("%s of %s left running (zombie fault)", dyno.name, dyno.release.name)
                 continue
             dyno.signal(signal.SIGTERM)
