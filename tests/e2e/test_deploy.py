@@ -26,3 +26,74 @@ def test_happy_path_loses_and_doubles_nothing(heroku: LocalHeroku) -> None:
     fences = heroku.fence_keys()
     assert [k.decode().rsplit(":", 1)[1] for k in fences] == ["v1"]
     assert heroku.redis.ttl(fences[0]) > 3600
+
+
+def assert_resumed_on_v1(heroku: LocalHeroku) -> None:
+    """Nothing was released, no fence is left, and every instance runs again."""
+    assert heroku.layout.launched() == 1
+    assert heroku.fence_keys() == []
+    heroku.wait_for_release("v1")
+
+
+def test_instance_that_never_acknowledges_blocks_the_push(heroku: LocalHeroku) -> None:
+    """A frozen worker never answers the drain: exit 3 naming it, nothing pushed, app resumed."""
+    heroku.commit("v2")
+    (worker,) = heroku.live("worker")
+    os.kill(worker.doc["pid"], signal.SIGSTOP)
+    try:
+        done, summary = heroku.deploy()
+    finally:
+        os.kill(worker.doc["pid"], signal.SIGCONT)
+    assert done.returncode == 3, done.stderr
+    assert "1 did not answer" in summary["error"]
+    assert "NO REPLY" in done.stderr and worker.instance_id in done.stderr
+    assert "push" not in summary["phases_s"]
+    assert_resumed_on_v1(heroku)
+
+
+def test_rejected_push_resumes_the_app(heroku: LocalHeroku) -> None:
+    """The remote refuses the push: exit 4 with git's output shown, fence lifted, app resumed."""
+    heroku.commit("v2")
+    heroku.fault("--reject")
+    done, summary = heroku.deploy()
+    assert done.returncode == 4, done.stderr
+    assert "rejected by the platform" in done.stderr
+    assert summary["drained"] == {"clock": 1, "worker": 1}
+    assert_resumed_on_v1(heroku)
+
+
+def test_zombie_is_named_and_stays_fenced(heroku: LocalHeroku) -> None:
+    """Old processes left alive: exit 5 naming them; they neither fire nor take jobs after."""
+    heroku.commit("v2")
+    heroku.fault("--zombie", "clock", "--zombie", "worker")
+    done, summary = heroku.deploy()
+    assert done.returncode == 5, done.stderr
+    zombies = {z["process_type"]: z for z in summary["verify"]["zombies"]}
+    assert set(zombies) == {"clock", "worker"}
+    for zombie in zombies.values():
+        assert zombie["release"] == "v1" and zombie["pid"] and zombie["host"]
+        assert f"zombie {zombie['dyno']} ({zombie['instance_id']})" in done.stderr
+    old_clock = zombies["clock"]["instance_id"]
+    fired = heroku.fires(old_clock)
+    (new_clock,) = [r for r in heroku.live("clock") if r.doc["release"] == "v2"]
+    start = heroku.fires(new_clock.instance_id)
+    heroku.enqueue(*JOBS)
+    wait_for(lambda: len(heroku.runs()) == len(JOBS), what="all jobs")
+    wait_for(lambda: heroku.fires(new_clock.instance_id) >= start + 5, what="new clock fires")
+    assert heroku.fires(old_clock) == fired
+    ran_by = {v.decode() for v in heroku.redis.hvals(heroku.key("ran_by"))}
+    assert zombies["worker"]["instance_id"] not in ran_by
+    resume = heroku.drainctl("resume", "--instance", old_clock)
+    assert resume.returncode == 3 and "fenced" in resume.stdout + resume.stderr
+
+
+def test_crash_looping_type_fails_with_its_last_error(heroku: LocalHeroku) -> None:
+    """The new worker crashes at boot over and over: exit 5 with the crash loop and its error."""
+    heroku.commit("v2")
+    heroku.fault("--crash", "worker")
+    done, summary = heroku.deploy()
+    assert done.returncode == 5, done.stderr
+    (loop,) = summary["verify"]["crash_loops"]
+    assert loop["process_type"] == "worker" and loop["restarts"] > 2
+    assert "crashed at boot (injected fault)" in loop["last_error"]
+    assert "worker is crash-looping" in done.stderr
