@@ -127,8 +127,7 @@ class Deployment:
         types = target_types(self.options.process_types, read_procfile(root / "Procfile"), live)
         plan = make_plan(commit, types, live)
         self.result.commit = commit
-        counts = ", ".join(f"{n} {t}" for t, n in plan.counts().items()) or "nothing"
-        self.reporter.step("plan", f"drain {counts}; push {commit[:12]}")
+        self.reporter.step("plan", f"drain {_counts(plan.counts())}; push {commit[:12]}")
         self.reporter.rows([Row.of_record(r) for r in plan.instances])
         for missing in plan.missing_types:
             self.reporter.note(f"warning: no live {missing} instance to drain")
@@ -231,7 +230,9 @@ class Deployment:
         while thread.is_alive():
             thread.join(POLL)
             with contextlib.suppress(DrainctlError):
-                self.reporter.rows([Row.of_record(r) for r in self.client.live(frozenset(types) or None)])
+                self.reporter.rows(
+                    [Row.of_record(r) for r in self.client.live(frozenset(types) or None)]
+                )
         if isinstance(box[0], BaseException):
             raise box[0]
         outcome = box[0]
@@ -263,7 +264,7 @@ class Deployment:
             "done",
             f"{phases}; drained {drained} instance(s), {self.result.jobs_finished} job(s) "
             f"finished during the drain, {self.result.jobs_handed_back} handed back; new "
-            f"release: {verdict.stable}",
+            f"release: {_counts(verdict.stable)}",
         )
 
 
@@ -271,18 +272,16 @@ def verify_release(
     client: ControlClient, spec: VerifySpec, reporter: Reporter, result: DeployResult
 ) -> Verdict:
     """Watch until final; record the verdict in ``result``; raise VerifyFailed on failure."""
-    reporter.step("verify", f"need {spec.required} stable for {spec.stable_for:g}s")
+    reporter.step("verify", f"need {_counts(spec.required)} stable for {spec.stable_for:g}s")
 
     def show(obs: Any, verdict: Verdict) -> None:
         zombies = {z["instance_id"] for z in verdict.zombies}
         reporter.rows(
-            [Row.of(s.doc, "gone" if s.gone else None) for s in obs.new.values()]
+            [Row.of(s.doc, _seen_state(s)) for s in obs.new.values()]
             + [
                 Row.of(
                     s.doc,
-                    "zombie"
-                    if s.doc.get("instance_id") in zombies
-                    else ("gone" if s.gone else None),
+                    "zombie" if s.doc.get("instance_id") in zombies else _seen_state(s),
                 )
                 for s in obs.old.values()
             ]
@@ -294,6 +293,14 @@ def verify_release(
         raise VerifyFailed(verdict.message())
     reporter.note(verdict.message())
     return verdict
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+
+
+def _seen_state(seen: Any) -> str | None:
+    return "gone" if seen.gone else ("stale" if seen.stale else None)
 
 
 def _reply_row(reply: Reply) -> Row:

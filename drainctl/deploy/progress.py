@@ -119,8 +119,9 @@ class RichReporter:
 
     def note(self, text: str) -> None:
         """A line above the table (yellow for warnings)."""
-        style = "yellow" if text.startswith("warning") else ""
-        self.console.print(text, style=style, markup=False, highlight=False)
+        from rich.text import Text
+
+        self.console.print(Text(text, style="yellow" if text.startswith("warning") else ""))
 
     def rows(self, rows: list[Row]) -> None:
         """Update the rows (instances not listed keep their last row)."""
@@ -129,7 +130,9 @@ class RichReporter:
 
     def output(self, line: str) -> None:
         """Push output above the table."""
-        self.console.print(f"  | {line.rstrip()}", markup=False, highlight=False, style="dim")
+        from rich.text import Text
+
+        self.console.print(Text(f"  | {line.rstrip()}", style="dim"))
 
     def close(self) -> None:
         """Stop redrawing; the last table stays."""

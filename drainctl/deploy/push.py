@@ -14,6 +14,11 @@ def push_command(remote: str, ref: str, push_cmd: str | None) -> str:
     return push_cmd or f"git push {shlex.quote(remote)} {shlex.quote(ref)}"
 
 
+def last_segment(chunk: str) -> str:
+    """What a terminal would show of a line: after the last carriage return, without erase codes."""
+    return chunk.rstrip("\r\n").split("\r")[-1].replace("\x1b[K", "")
+
+
 def run_push(command: str, cwd: Path, on_line: Callable[[str], None]) -> None:
     """Run ``command`` with ``sh -c``; raise PushFailed unless it exits 0.
 
@@ -26,8 +31,9 @@ def run_push(command: str, cwd: Path, on_line: Callable[[str], None]) -> None:
         "-c",
         command,
         _cwd=str(cwd),
-        _out=on_line,
+        _out=lambda chunk: on_line(last_segment(chunk)),
         _err_to_out=True,
+        _tty_out=False,  # line-by-line output, no progress meters redrawn with \r
         _bg=True,
         _bg_exc=False,
         _ok_code=list(range(256)),

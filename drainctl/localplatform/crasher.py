@@ -12,7 +12,7 @@ from typing import Any
 
 from drainctl.adapters.base import DrainReport
 
-BOOT_ERROR = "RuntimeError: crashed at boot (injected fault)"
+BOOT_ERROR = "crashed at boot (injected fault)"
 
 
 class CrashedAdapter:
@@ -36,7 +36,7 @@ def main() -> None:
     from drainctl.listener import ControlListener
 
     ControlListener.from_env(adapter=CrashedAdapter()).start()
-    sys.stderr.write(BOOT_ERROR + "\n")
+    sys.stderr.write(f"RuntimeError: {BOOT_ERROR}\n")
     sys.stderr.flush()
     os._exit(1)
 
