@@ -1,0 +1,94 @@
+"""The pre-push hook end to end: real git pushes to the local platform."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+from drainctl.deploy.githook import CHAINED
+from tests.e2e.heroku import LocalHeroku, wait_for
+
+RECORDING_HOOK = """#!/bin/sh
+echo "args: $*" > "{out}"
+cat >> "{out}"
+exit {code}
+"""
+
+
+def push(heroku: LocalHeroku) -> subprocess.CompletedProcess[str]:
+    """``git push heroku HEAD:main`` in the app's work tree (hooks run)."""
+    return subprocess.run(
+        ["git", "push", "heroku", "HEAD:main"],
+        cwd=heroku.src,
+        env=heroku.env | {"DRAINCTL_APP": heroku.app},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def install(heroku: LocalHeroku) -> str:
+    """``drainctl hook install`` with short timings; its output."""
+    done = heroku.drainctl(
+        "hook", "install", "--remote", "heroku", "--drain-deadline", "2", "--ack-timeout", "3"
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_hook_blocks_the_push_when_the_drain_fails(heroku: LocalHeroku) -> None:
+    """A worker that never acknowledges: the push is blocked, nothing released, app resumed."""
+    install(heroku)
+    before = heroku.git("ls-remote", "heroku", "refs/heads/main").split()[0]
+    heroku.commit("v2")
+    (worker,) = heroku.live("worker")
+    os.kill(worker.doc["pid"], signal.SIGSTOP)
+    try:
+        done = push(heroku)
+    finally:
+        os.kill(worker.doc["pid"], signal.SIGCONT)
+    assert done.returncode != 0
+    assert "drainctl: push blocked: drain: 0 failed, 1 did not answer" in done.stderr
+    assert heroku.git("ls-remote", "heroku", "refs/heads/main").split()[0] == before
+    assert heroku.layout.launched() == 1 and heroku.fence_keys() == []
+    heroku.wait_for_release("v1")
+
+
+def test_hook_chains_an_existing_hook_and_verifies_in_the_background(
+    heroku: LocalHeroku,
+) -> None:
+    """The old hook runs first with git's args and stdin; the push drains, deploys, verifies;
+    uninstall restores the old hook."""
+    hooks = heroku.src / ".git" / "hooks"
+    record = heroku.root / "chained.txt"
+    (hooks / "pre-push").write_text(RECORDING_HOOK.format(out=record, code=0))
+    (hooks / "pre-push").chmod(0o755)
+    assert "kept as pre-push.drainctl-chained" in install(heroku)
+    assert "kept" not in install(heroku)  # idempotent
+    commit = heroku.commit("v2")
+    done = push(heroku)
+    assert done.returncode == 0, done.stderr
+    lines = record.read_text().splitlines()
+    assert lines[0].startswith("args: heroku ")
+    assert lines[1].split()[1] == commit and lines[1].split()[2] == "refs/heads/main"
+    assert "drained" in done.stderr and "drainctl-verify.log" in done.stderr
+    heroku.wait_for_release("v2")
+    log = heroku.src / ".git" / "drainctl-verify.log"
+    wait_for(lambda: "new release up, stable and alone" in log.read_text(), 30, "verify log")
+    assert heroku.drainctl("hook", "uninstall").returncode == 0
+    assert "exit 0" in (hooks / "pre-push").read_text() and not (hooks / CHAINED).exists()
+
+
+def test_failing_chained_hook_blocks_the_push_before_any_drain(heroku: LocalHeroku) -> None:
+    """When the hook it chains fails, the push is refused and nothing is drained."""
+    hooks = heroku.src / ".git" / "hooks"
+    (hooks / "pre-push").write_text(RECORDING_HOOK.format(out=heroku.root / "x", code=7))
+    (hooks / "pre-push").chmod(0o755)
+    install(heroku)
+    heroku.commit("v2")
+    done = push(heroku)
+    assert done.returncode != 0
+    assert heroku.layout.launched() == 1
+    assert all(r.doc["state"] == "running" for r in heroku.live())
