@@ -1,0 +1,83 @@
+"""The fence on the listener side, with real listeners (threads) and a real redis-server."""
+
+from __future__ import annotations
+
+import redis
+
+from drainctl.adapters.jobs import JobsAdapter
+from drainctl.channel import ControlClient, Target
+from drainctl.config import Settings
+from drainctl.fence import Fence, FenceStore
+from drainctl.protocol import Command, State
+from tests.e2e.heroku import wait_for
+from tests.integration.conftest import StartListener
+
+
+def fence(settings: Settings, release: str = "v1", ttl: float = 60.0) -> Fence:
+    """Set a fence on ``release`` of workers; returns it."""
+    client = redis.Redis.from_url(settings.redis_url)
+    seconds, micros = client.time()
+    fenced = Fence(release, ("worker",), seconds + micros / 1e6 + ttl, "test-deploy")
+    FenceStore(client, settings.app or "").set(fenced, ttl)
+    client.close()
+    return fenced
+
+
+def test_instance_starting_under_a_fence_comes_up_drained(
+    settings: Settings, start_listener: StartListener
+) -> None:
+    """A worker of the fenced release starts drained; other releases and types are untouched."""
+    fence(settings)
+    jobs = JobsAdapter()
+    fenced = start_listener("worker", adapter=jobs, release="v1")
+    other_release = start_listener("worker", release="v2")
+    other_type = start_listener("clock", release="v1")
+    assert fenced.state is State.DRAINED and not jobs.accepting
+    assert fenced.heartbeat_doc()["fenced"] is True
+    assert other_release.state is State.RUNNING and other_type.state is State.RUNNING
+
+
+def test_resume_is_refused_while_fenced_and_accepted_once_lifted(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+) -> None:
+    """A zombie cannot be resumed while the fence key exists; after the lift it resumes."""
+    fence(settings)
+    listener = start_listener("worker", adapter=JobsAdapter(), release="v1")
+    client = ControlClient(settings)
+    target = Target(instance_id=listener.identity.instance_id)
+    refused = client.send(Command.RESUME, target=target)
+    assert refused.failed and "fenced" in (refused.failed[0].error or "")
+    assert listener.state is State.DRAINED
+    FenceStore(redis_client, listener.identity.app).lift(["v1"])
+    assert client.send(Command.RESUME, target=target).ok
+    assert listener.state is State.RUNNING and not listener.fence.fenced
+
+
+def test_fence_sent_with_a_drain_expires_on_its_own(
+    settings: Settings, start_listener: StartListener
+) -> None:
+    """A deploy that never comes back: the instance resumes when the fence's own expiry passes."""
+    jobs = JobsAdapter()
+    listener = start_listener("worker", adapter=jobs, release="v1")
+    short = fence(settings, ttl=1.0)
+    outcome = ControlClient(settings).send(
+        Command.DRAIN, args={"deadline": 1.0, "fences": [short.as_arg()]}
+    )
+    assert outcome.ok and listener.fence.fenced
+    wait_for(lambda: listener.state is State.RUNNING and jobs.accepting, 10, "fence expiry")
+
+
+def test_fence_check_costs_no_command_per_heartbeat(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+) -> None:
+    """Plain heartbeats stay one SET each: the fence is read only when (re)registering."""
+    start_listener("worker", release="v1", heartbeat_interval=0.02)
+    redis_client.config_resetstat()
+
+    def stats() -> dict[str, int]:
+        info = redis_client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
+
+    wait_for(lambda: stats().get("set", 0) >= 20, 10, "20 heartbeats")
+    calls = stats()
+    assert calls.get("get", 0) == 0 and calls.get("exists", 0) == 0, calls

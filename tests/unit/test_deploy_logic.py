@@ -1,0 +1,211 @@
+"""Pure logic of a deploy: the plan, the verify decisions, the hook's stdin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from drainctl.deploy.githook import ZERO_SHA, deployed, parse_updates, pre_commit_lines
+from drainctl.deploy.plan import make_plan, read_procfile, target_types
+from drainctl.deploy.push import last_segment
+from drainctl.deploy.verify import NewRelease, Observations, VerifySpec, decide
+from drainctl.registry import InstanceRecord
+
+SHA = "a" * 40
+OLD_SHA = "b" * 40
+
+
+def record(
+    instance_id: str,
+    process_type: str = "worker",
+    release: str = "v1",
+    commit: str = OLD_SHA,
+    stale: bool = False,
+    **extra: Any,
+) -> InstanceRecord:
+    doc = {
+        "instance_id": instance_id,
+        "process_type": process_type,
+        "dyno": extra.pop("dyno", f"{process_type}.1"),
+        "release": release,
+        "commit": commit,
+        "heartbeat_interval": 1.0,
+        "host": "h",
+        "pid": 42,
+        **extra,
+    }
+    return InstanceRecord(doc=doc, age=3.0 if stale else 0.1)
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+def test_procfile_types_exclude_web_and_release(tmp_path: Any) -> None:
+    """By default a deploy drains every Procfile type but web and release, in Procfile order."""
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("web: gunicorn app\n# a comment\nrelease: migrate\nclock: c\nworker: w\n")
+    assert target_types((), read_procfile(procfile), []) == ("clock", "worker")
+
+
+def test_without_procfile_every_live_type_is_drained() -> None:
+    """No Procfile: the live non-web types, sorted; chosen types always win."""
+    live = [record("1", "worker"), record("2", "web"), record("3", "clock")]
+    assert target_types((), {}, live) == ("clock", "worker")
+    assert target_types(("worker", "worker"), {"clock": "c"}, live) == ("worker",)
+
+
+def test_plan_counts_missing_types_and_fenceable_releases() -> None:
+    """The plan lists targeted instances, types with none, and releases other than unknown."""
+    live = [record("1", "worker"), record("2", "worker", release="unknown"), record("3", "web")]
+    plan = make_plan(SHA, ("clock", "worker"), live)
+    assert plan.counts() == {"clock": 0, "worker": 2}
+    assert plan.missing_types == ("clock",)
+    assert plan.releases == ("v1",)
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+
+def spec(**changes: Any) -> VerifySpec:
+    base: dict[str, Any] = {
+        "new": NewRelease(commit=SHA[:7], old_releases=frozenset({"v1"})),
+        "required": {"worker": 1},
+        "stable_for": 2.0,
+        "zombie_grace": 5.0,
+        "timeout": 20.0,
+    }
+    return VerifySpec(**base | changes)
+
+
+def test_new_release_matches_full_or_abbreviated_commit_or_a_new_release_value() -> None:
+    """An abbreviated sha matches a full one either way; a release outside the old ones is new."""
+    new = NewRelease(commit=SHA[:7], old_releases=frozenset({"v1"}))
+    assert new.matches({"commit": SHA, "release": "v1"})
+    assert new.matches({"commit": None, "release": "v2"})
+    assert not new.matches({"commit": OLD_SHA, "release": "v1"})
+    assert not new.matches({"commit": None, "release": "unknown"})
+    assert NewRelease(commit=SHA).matches({"commit": SHA[:12]})
+    assert not NewRelease(release="v3").matches({"release": "v2", "commit": SHA})
+
+
+def test_success_needs_stability_for_the_whole_window() -> None:
+    """A new instance counts only after stable_for seconds; then the verdict is success."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA)], s, now=0.0)
+    assert not decide(obs, s, elapsed=1.0, now=1.0).done
+    verdict = decide(obs, s, elapsed=2.0, now=2.0)
+    assert verdict.done and verdict.ok and verdict.stable == {"worker": 1}
+
+
+def test_zombie_is_tolerated_within_the_grace_then_fails_named() -> None:
+    """An old instance still beating: wait during zombie_grace, then fail naming it."""
+    obs, s = Observations(), spec()
+    live = [record("n1", release="v2", commit=SHA), record("o1", dyno="worker.1")]
+    obs.update(live, s, now=0.0)
+    assert not decide(obs, s, elapsed=4.0, now=4.0).done
+    verdict = decide(obs, s, elapsed=5.0, now=5.0)
+    assert verdict.done and not verdict.ok
+    assert verdict.zombies == [
+        {
+            "dyno": "worker.1",
+            "instance_id": "o1",
+            "process_type": "worker",
+            "release": "v1",
+            "host": "h",
+            "pid": 42,
+        }
+    ]
+    assert "zombie worker.1 (o1) of release v1 on h pid 42" in verdict.message()
+
+
+def test_old_instance_that_exits_or_goes_stale_is_no_zombie() -> None:
+    """Old instances that vanished or stopped beating do not fail the deploy."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA), record("o1"), record("o2")], s, now=0.0)
+    obs.update([record("n1", release="v2", commit=SHA), record("o2", stale=True)], s, now=3.0)
+    assert decide(obs, s, elapsed=3.0, now=3.0).ok
+
+
+def test_crash_loop_is_reported_with_its_last_error() -> None:
+    """More than two restarts of a new dyno fail at once, with the last error it reported."""
+    obs, s = Observations(), spec()
+    error = {"job": "boot", "type": "RuntimeError", "message": "bad config"}
+    for i in range(4):
+        obs.update([record(f"n{i}", release="v2", commit=SHA, last_error=error)], s, now=i)
+    verdict = decide(obs, s, elapsed=3.0, now=3.0)
+    assert verdict.done and not verdict.ok
+    assert verdict.crash_loops == [
+        {
+            "process_type": "worker",
+            "dyno": "worker.1",
+            "restarts": 3,
+            "last_error": "RuntimeError: bad config",
+        }
+    ]
+
+
+def test_two_restarts_are_not_yet_a_crash_loop() -> None:
+    """Up to two restarts are tolerated: a flaky boot is not a crash loop."""
+    obs, s = Observations(), spec()
+    for i in range(3):
+        obs.update([record(f"n{i}", release="v2", commit=SHA)], s, now=float(i))
+    assert decide(obs, s, elapsed=2.5, now=2.5).crash_loops == []
+
+
+def test_timeout_names_the_missing_instances() -> None:
+    """Nothing new came up: at the timeout the verdict fails with have/need per type."""
+    obs, s = Observations(), spec()
+    obs.update([], s, now=0.0)
+    assert not decide(obs, s, elapsed=19.0, now=19.0).done
+    verdict = decide(obs, s, elapsed=20.0, now=20.0)
+    assert verdict.done and not verdict.ok
+    assert verdict.message() == "worker: 0/1 stable on the new release"
+
+
+# -- the hook's stdin ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        (f"refs/heads/main {SHA} refs/heads/main {OLD_SHA}", True),
+        (f"refs/heads/main {SHA} refs/heads/main {ZERO_SHA}", True),  # a new branch
+        (f"(delete) {ZERO_SHA} refs/heads/old {OLD_SHA}", False),  # a deletion
+        (f"refs/heads/main {SHA} refs/heads/main {SHA}", False),  # nothing to send
+        ("garbage", False),
+        ("", False),
+    ],
+)
+def test_parse_updates_drops_deletions_and_up_to_date_refs(line: str, kept: bool) -> None:
+    """Only lines that send commits count."""
+    assert bool(parse_updates([line])) is kept
+
+
+def test_deployed_prefers_main_or_master() -> None:
+    """Of several refs pushed at once, the one to main (or master) is the deploy."""
+    lines = [
+        f"refs/heads/x {OLD_SHA} refs/heads/feature {ZERO_SHA}",
+        f"HEAD {SHA} refs/heads/master {OLD_SHA}",
+    ]
+    update = deployed(parse_updates(lines))
+    assert update is not None and update.local_sha == SHA
+    assert deployed([]) is None
+
+
+def test_pre_commit_variables_become_a_stdin_line() -> None:
+    """Under the pre-commit framework (no stdin), its variables describe the push."""
+    env = {"PRE_COMMIT_TO_REF": SHA, "PRE_COMMIT_FROM_REF": OLD_SHA}
+    (update,) = parse_updates(pre_commit_lines(env))
+    assert (update.local_sha, update.remote_ref, update.remote_sha) == (
+        SHA,
+        "refs/heads/main",
+        OLD_SHA,
+    )
+    assert pre_commit_lines({}) == []
+
+
+def test_push_output_keeps_what_a_terminal_would_show() -> None:
+    """Progress redrawn with carriage returns and erase codes collapses to its last state."""
+    assert last_segment("Counting: 50%\rCounting: 100%, done.\n") == "Counting: 100%, done."
+    assert last_segment("remote: v2 is up\x1b[K\n") == "remote: v2 is up"
