@@ -16,10 +16,12 @@ def test_happy_path_loses_and_doubles_nothing(heroku: LocalHeroku) -> None:
     commit = heroku.commit("v2")
     done, summary = heroku.deploy()
     assert done.returncode == 0, done.stderr
-    assert summary["ok"] and summary["commit"] == commit
+    assert summary["ok"]
+    assert summary["commit"] == commit
     assert set(summary["phases_s"]) == {"plan", "drain", "push", "verify"}
     assert summary["drained"] == {"clock": 1, "worker": 1}
-    assert heroku.release_of("worker") == {"v2"} and heroku.release_of("clock") == {"v2"}
+    assert heroku.release_of("worker") == {"v2"}
+    assert heroku.release_of("clock") == {"v2"}
     heroku.enqueue(*JOBS[8:])
     runs = wait_for(lambda: len(heroku.runs()) == len(JOBS) and heroku.runs(), what="all jobs")
     assert runs == {job_id: 1 for job_id, _ in JOBS}
@@ -46,7 +48,8 @@ def test_instance_that_never_acknowledges_blocks_the_push(heroku: LocalHeroku) -
         os.kill(worker.doc["pid"], signal.SIGCONT)
     assert done.returncode == 3, done.stderr
     assert "1 did not answer" in summary["error"]
-    assert "NO REPLY" in done.stderr and worker.instance_id in done.stderr
+    assert "NO REPLY" in done.stderr
+    assert worker.instance_id in done.stderr
     assert "push" not in summary["phases_s"]
     assert_resumed_on_v1(heroku)
 
@@ -71,7 +74,9 @@ def test_zombie_is_named_and_stays_fenced(heroku: LocalHeroku) -> None:
     zombies = {z["process_type"]: z for z in summary["verify"]["zombies"]}
     assert set(zombies) == {"clock", "worker"}
     for zombie in zombies.values():
-        assert zombie["release"] == "v1" and zombie["pid"] and zombie["host"]
+        assert zombie["release"] == "v1"
+        assert zombie["pid"]
+        assert zombie["host"]
         assert f"zombie {zombie['dyno']} ({zombie['instance_id']})" in done.stderr
     old_clock = zombies["clock"]["instance_id"]
     fired = heroku.fires(old_clock)
@@ -84,7 +89,8 @@ def test_zombie_is_named_and_stays_fenced(heroku: LocalHeroku) -> None:
     ran_by = {v.decode() for v in heroku.redis.hvals(heroku.key("ran_by"))}
     assert zombies["worker"]["instance_id"] not in ran_by
     resume = heroku.drainctl("resume", "--instance", old_clock)
-    assert resume.returncode == 3 and "fenced" in resume.stdout + resume.stderr
+    assert resume.returncode == 3
+    assert "fenced" in resume.stdout + resume.stderr
 
 
 def test_crash_looping_type_fails_with_its_last_error(heroku: LocalHeroku) -> None:
@@ -94,6 +100,7 @@ def test_crash_looping_type_fails_with_its_last_error(heroku: LocalHeroku) -> No
     done, summary = heroku.deploy()
     assert done.returncode == 5, done.stderr
     (loop,) = summary["verify"]["crash_loops"]
-    assert loop["process_type"] == "worker" and loop["restarts"] > 2
+    assert loop["process_type"] == "worker"
+    assert loop["restarts"] > 2
     assert "crashed at boot (injected fault)" in loop["last_error"]
     assert "worker is crash-looping" in done.stderr

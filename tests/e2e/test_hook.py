@@ -52,7 +52,8 @@ def test_hook_blocks_the_push_when_the_drain_fails(heroku: LocalHeroku) -> None:
     assert done.returncode != 0
     assert "drainctl: push blocked: drain: 0 failed, 1 did not answer" in done.stderr
     assert heroku.git("ls-remote", "heroku", "refs/heads/main").split()[0] == before
-    assert heroku.layout.launched() == 1 and heroku.fence_keys() == []
+    assert heroku.layout.launched() == 1
+    assert heroku.fence_keys() == []
     heroku.wait_for_release("v1")
 
 
@@ -72,13 +73,16 @@ def test_hook_chains_an_existing_hook_and_verifies_in_the_background(
     assert done.returncode == 0, done.stderr
     lines = record.read_text().splitlines()
     assert lines[0].startswith("args: heroku ")
-    assert lines[1].split()[1] == commit and lines[1].split()[2] == "refs/heads/main"
-    assert "drained" in done.stderr and "drainctl-verify.log" in done.stderr
+    assert lines[1].split()[1] == commit
+    assert lines[1].split()[2] == "refs/heads/main"
+    assert "drained" in done.stderr
+    assert "drainctl-verify.log" in done.stderr
     heroku.wait_for_release("v2")
     log = heroku.src / ".git" / "drainctl-verify.log"
     wait_for(lambda: "new release up, stable and alone" in log.read_text(), 30, "verify log")
     assert heroku.drainctl("hook", "uninstall").returncode == 0
-    assert "exit 0" in (hooks / "pre-push").read_text() and not (hooks / CHAINED).exists()
+    assert "exit 0" in (hooks / "pre-push").read_text()
+    assert not (hooks / CHAINED).exists()
 
 
 def test_failing_chained_hook_blocks_the_push_before_any_drain(heroku: LocalHeroku) -> None:

@@ -32,9 +32,11 @@ def test_instance_starting_under_a_fence_comes_up_drained(
     fenced = start_listener("worker", adapter=jobs, release="v1")
     other_release = start_listener("worker", release="v2")
     other_type = start_listener("clock", release="v1")
-    assert fenced.state is State.DRAINED and not jobs.accepting
+    assert fenced.state is State.DRAINED
+    assert not jobs.accepting
     assert fenced.heartbeat_doc()["fenced"] is True
-    assert other_release.state is State.RUNNING and other_type.state is State.RUNNING
+    assert other_release.state is State.RUNNING
+    assert other_type.state is State.RUNNING
 
 
 def test_resume_is_refused_while_fenced_and_accepted_once_lifted(
@@ -46,11 +48,13 @@ def test_resume_is_refused_while_fenced_and_accepted_once_lifted(
     client = ControlClient(settings)
     target = Target(instance_id=listener.identity.instance_id)
     refused = client.send(Command.RESUME, target=target)
-    assert refused.failed and "fenced" in (refused.failed[0].error or "")
+    assert refused.failed
+    assert "fenced" in (refused.failed[0].error or "")
     assert listener.state is State.DRAINED
     FenceStore(redis_client, listener.identity.app).lift(["v1"])
     assert client.send(Command.RESUME, target=target).ok
-    assert listener.state is State.RUNNING and not listener.fence.fenced
+    assert listener.state is State.RUNNING
+    assert not listener.fence.fenced
 
 
 def test_fence_sent_with_a_drain_expires_on_its_own(
@@ -63,7 +67,8 @@ def test_fence_sent_with_a_drain_expires_on_its_own(
     outcome = ControlClient(settings).send(
         Command.DRAIN, args={"deadline": 1.0, "fences": [short.as_arg()]}
     )
-    assert outcome.ok and listener.fence.fenced
+    assert outcome.ok
+    assert listener.fence.fenced
     wait_for(lambda: listener.state is State.RUNNING and jobs.accepting, 10, "fence expiry")
 
 
@@ -80,4 +85,5 @@ def test_fence_check_costs_no_command_per_heartbeat(
 
     wait_for(lambda: stats().get("set", 0) >= 20, 10, "20 heartbeats")
     calls = stats()
-    assert calls.get("get", 0) == 0 and calls.get("exists", 0) == 0, calls
+    assert calls.get("get", 0) == 0, calls
+    assert calls.get("exists", 0) == 0, calls

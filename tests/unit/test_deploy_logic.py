@@ -95,7 +95,9 @@ def test_success_needs_stability_for_the_whole_window() -> None:
     obs.update([record("n1", release="v2", commit=SHA)], s, now=0.0)
     assert not decide(obs, s, elapsed=1.0, now=1.0).done
     verdict = decide(obs, s, elapsed=2.0, now=2.0)
-    assert verdict.done and verdict.ok and verdict.stable == {"worker": 1}
+    assert verdict.done
+    assert verdict.ok
+    assert verdict.stable == {"worker": 1}
 
 
 def test_zombie_is_tolerated_within_the_grace_then_fails_named() -> None:
@@ -105,7 +107,8 @@ def test_zombie_is_tolerated_within_the_grace_then_fails_named() -> None:
     obs.update(live, s, now=0.0)
     assert not decide(obs, s, elapsed=4.0, now=4.0).done
     verdict = decide(obs, s, elapsed=5.0, now=5.0)
-    assert verdict.done and not verdict.ok
+    assert verdict.done
+    assert not verdict.ok
     assert verdict.zombies == [
         {
             "dyno": "worker.1",
@@ -134,7 +137,8 @@ def test_crash_loop_is_reported_with_its_last_error() -> None:
     for i in range(4):
         obs.update([record(f"n{i}", release="v2", commit=SHA, last_error=error)], s, now=i)
     verdict = decide(obs, s, elapsed=3.0, now=3.0)
-    assert verdict.done and not verdict.ok
+    assert verdict.done
+    assert not verdict.ok
     assert verdict.crash_loops == [
         {
             "process_type": "worker",
@@ -159,7 +163,8 @@ def test_timeout_names_the_missing_instances() -> None:
     obs.update([], s, now=0.0)
     assert not decide(obs, s, elapsed=19.0, now=19.0).done
     verdict = decide(obs, s, elapsed=20.0, now=20.0)
-    assert verdict.done and not verdict.ok
+    assert verdict.done
+    assert not verdict.ok
     assert verdict.message() == "worker: 0/1 stable on the new release"
 
 
@@ -189,7 +194,8 @@ def test_deployed_prefers_main_or_master() -> None:
         f"HEAD {SHA} refs/heads/master {OLD_SHA}",
     ]
     update = deployed(parse_updates(lines))
-    assert update is not None and update.local_sha == SHA
+    assert update is not None
+    assert update.local_sha == SHA
     assert deployed([]) is None
 
 
