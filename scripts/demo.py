@@ -1,4 +1,8 @@
-"""Run a demo app (a clock and a worker from examples/) and drive it with the drainctl CLI.
+"""The drainctl demo: a short tour of the CLI, then the same deploy done two ways.
+
+Prelude: a clock and a worker (examples/fake_jobs.py) driven by status, ping, drain, resume.
+Main act (scripts/demo_deploys.py): examples/demoapp on the local Heroku-like platform, a new
+commit deployed with plain `git push`, then with `drainctl deploy`; one JSON line per run.
 
 Everything it starts (a private redis-server in a temp dir, the app's processes) is stopped and
 removed on exit, Ctrl-C included.
@@ -6,6 +10,7 @@ removed on exit, Ctrl-C included.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,9 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer  # noqa: E402 - needs the repo root on sys.path
+from scripts.demo_deploys import story  # noqa: E402 - needs the repo root on sys.path
+from tests.redis_server import RedisServer  # noqa: E402
 
 APP = "demo"
+LOSSES = ("jobs_lost", "jobs_duplicated", "runs_missed", "runs_duplicated")
 
 
 def banner(text: str) -> None:
@@ -72,8 +79,17 @@ def main() -> int:
         codes.append(drainctl(server.url, "status"))
         banner("resume")
         codes.append(drainctl(server.url, "resume"))
-        banner(f"exit codes: {codes}")
-        return max(codes)
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        procs = []
+        lines = story(server.url)
+        banner("one line per run, counted from the ledgers in Redis")
+        for line in lines:
+            print(json.dumps(line), flush=True)
+        drainctl_run = lines[-1]
+        clean = all(drainctl_run[k] == 0 for k in LOSSES) and drainctl_run["deploy_exit"] == 0
+        return max([*codes, 0 if clean else 1])
     except KeyboardInterrupt:
         return 130
     finally:

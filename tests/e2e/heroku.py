@@ -56,12 +56,18 @@ class LocalHeroku:
 
     # -- set-up ----------------------------------------------------------------------------
 
-    def start(self, grace: float = 2.0) -> LocalHeroku:
+    def start(
+        self,
+        grace: float = 2.0,
+        env: dict[str, str] | None = None,
+        types: tuple[str, ...] = ("clock", "worker"),
+    ) -> LocalHeroku:
         """Create the platform, start its supervisor, commit the app and release v1."""
+        config = {"DRAINCTL_HEARTBEAT_INTERVAL": HEARTBEAT, "APP_GRACE": str(grace), **(env or {})}
         self.platform(
             "create", str(self.layout.root), "--app", self.app, "--redis-url", self.redis_url,
             "--grace", str(grace), "--backoff-base", "0.2", "--backoff-max", "0.5",
-            "--env", f"DRAINCTL_HEARTBEAT_INTERVAL={HEARTBEAT}", "--env", f"APP_GRACE={grace}",
+            *(arg for key, value in config.items() for arg in ("--env", f"{key}={value}")),
         )  # fmt: skip
         with (self.root / "supervisor.log").open("ab") as log:
             self.supervisor = subprocess.Popen(
@@ -74,7 +80,7 @@ class LocalHeroku:
         self.git("remote", "add", "heroku", str(self.layout.repo))
         self.commit("v1")
         self.git("push", "--quiet", "heroku", "HEAD:main")
-        self.wait_for_release("v1")
+        self.wait_for_release("v1", types)
         return self
 
     def stop(self) -> None:
