@@ -110,7 +110,13 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
         deployment.run()
     except KeyboardInterrupt:
         reporter.close()
-        click.echo("drainctl: interrupted; the fence was lifted and the app resumed", err=True)
+        deployment.result.exit_code, deployment.result.error = INTERRUPTED, "interrupted"
+        after = (
+            "verify it with `drainctl verify`"
+            if deployment.result.pushed
+            else ("the fence was lifted and the app resumed")
+        )
+        click.echo(f"drainctl: interrupted; {after}", err=True)
         sys.exit(INTERRUPTED)
     except DrainctlError as exc:
         deployment.result.error = str(exc)

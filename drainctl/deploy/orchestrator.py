@@ -55,6 +55,7 @@ class DeployResult:
     jobs_handed_back: int = 0
     verdict: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    pushed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -68,6 +69,7 @@ class DeployResult:
             "jobs_handed_back": self.jobs_handed_back,
             "verify": self.verdict,
             "error": self.error,
+            "pushed": self.pushed,
         }
 
 
@@ -164,6 +166,7 @@ class Deployment:
         command = push_command(self.options.remote, self.options.ref, self.options.push_cmd)
         self.reporter.step("push", command)
         run_push(command, self.cwd, self.reporter.output)
+        self.result.pushed = True
 
     def verify(self, plan: Plan) -> Verdict:
         """Watch heartbeats until the new release is stable and alone, or fails."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 from tests.e2e.heroku import LocalHeroku, wait_for
 
@@ -104,3 +106,22 @@ def test_crash_looping_type_fails_with_its_last_error(heroku: LocalHeroku) -> No
     assert loop["restarts"] > 2
     assert "crashed at boot (injected fault)" in loop["last_error"]
     assert "worker is crash-looping" in done.stderr
+
+
+def test_ctrl_c_during_the_drain_resumes_and_lifts_the_fence(heroku: LocalHeroku) -> None:
+    """SIGINT while a worker drains a long job: exit 130, fence lifted, app resumed, no push."""
+    heroku.enqueue(("long", 4.0))
+    wait_for(lambda: heroku.live("worker")[0].doc.get("in_flight") == 1, what="job in flight")
+    heroku.commit("v2")
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "drainctl", "--app", heroku.app, "deploy", "--remote", "heroku",
+         "--drain-deadline", "10"],
+        cwd=heroku.src, env=heroku.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: heroku.live("worker")[0].doc.get("state") == "draining", what="draining")
+    deploy.send_signal(signal.SIGINT)
+    out, err = deploy.communicate(timeout=30)
+    assert deploy.returncode == 130, out + err
+    assert "the fence was lifted and the app resumed" in err
+    assert_resumed_on_v1(heroku)
+    wait_for(lambda: heroku.runs() == {"long": 1}, what="the long job to finish once")
