@@ -94,7 +94,7 @@ class ControlListener:
         self.registry = Registry(self.redis, self.identity.app)
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id)
         self.clock = ServerClock()
-        self.fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
+        self.deploy_fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
         self._state = State.RUNNING
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -210,7 +210,7 @@ class ControlListener:
             **self.identity.as_dict(),
             **(counters if counters is not None else self.adapter.status()),
             "state": self._state.value,
-            "fenced": self.fence.fenced,
+            "deploy_fenced": self.deploy_fence.fenced,
             "memory_mb": round(self._process.memory_info().rss / _MB, 1),
             "heartbeat_interval": self.settings.heartbeat_interval,
             "beat_at": self.clock.now(),
@@ -254,7 +254,7 @@ class ControlListener:
             self._wake_beat.clear()
             if self._stopping.is_set():
                 return
-            if self.fence.expired(self.clock.now()):
+            if self.deploy_fence.expired(self.clock.now()):
                 self.resume()
             ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0)
             # After an outage, register afresh: Redis may have restarted empty.
@@ -267,10 +267,10 @@ class ControlListener:
                 doc,
                 self.settings.heartbeat_interval,
                 refresh_index=refresh_index,
-                read=self.fence.key,  # a restarted instance of a fenced release starts drained
+                read=self.deploy_fence.key,  # a restart of a fenced release comes up drained
             )
             if registered is not None:
-                self._on_fence[self.fence.observe(registered.read)]()
+                self._on_fence[self.deploy_fence.observe(registered.read)]()
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
             return False
@@ -310,7 +310,7 @@ class ControlListener:
         if type(deadline) not in (int, float) or deadline < 0:
             raise ProtocolError(f"drain deadline must be a non-negative number, got {deadline!r}")
         for fence in request.args.get("fences", []):  # sent by a deploy: this release stays drained
-            self.fence.observe(fence)
+            self.deploy_fence.observe(fence)
         report = self.drain(float(deadline))
         if not report.complete and not report.aborted:
             names = ", ".join(job.name for job in report.still_running)
@@ -318,7 +318,7 @@ class ControlListener:
         return report.as_dict()
 
     def _resume_request(self, request: Request) -> dict[str, Any]:
-        refusal = self.fence.refusal(self.redis)
+        refusal = self.deploy_fence.refusal(self.redis)
         if refusal is not None:
             raise DrainctlError(refusal)
         return self.resume()

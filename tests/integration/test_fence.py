@@ -34,7 +34,7 @@ def test_instance_starting_under_a_fence_comes_up_drained(
     other_type = start_listener("clock", release="v1")
     assert fenced.state is State.DRAINED
     assert not jobs.accepting
-    assert fenced.heartbeat_doc()["fenced"] is True
+    assert fenced.heartbeat_doc()["deploy_fenced"] is True
     assert other_release.state is State.RUNNING
     assert other_type.state is State.RUNNING
 
@@ -54,7 +54,7 @@ def test_resume_is_refused_while_fenced_and_accepted_once_lifted(
     FenceStore(redis_client, listener.identity.app).lift(["v1"])
     assert client.send(Command.RESUME, target=target).ok
     assert listener.state is State.RUNNING
-    assert not listener.fence.fenced
+    assert not listener.deploy_fence.fenced
 
 
 def test_fence_sent_with_a_drain_expires_on_its_own(
@@ -68,7 +68,7 @@ def test_fence_sent_with_a_drain_expires_on_its_own(
         Command.DRAIN, args={"deadline": 1.0, "fences": [short.as_arg()]}
     )
     assert outcome.ok
-    assert listener.fence.fenced
+    assert listener.deploy_fence.fenced
     wait_for(lambda: listener.state is State.RUNNING and jobs.accepting, 10, "fence expiry")
 
 
