@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +31,19 @@ GRACE = 3.0  # SIGTERM to SIGKILL on this platform (Heroku: 30 s); some jobs run
 TYPES = ("clock", "worker", "producer")
 INTERVALS = {"tick": 1.0, "report": 5.0}
 APP_ENV = {
-    "DEMO_GRACE": str(GRACE),
+    # The clock's misfire grace (whole seconds): runs held back by a drain still fire, late.
+    # The worker reads it as its SIGTERM budget, so under plain git push the platform's shorter
+    # grace ends in a SIGKILL, as on Heroku when a job outlasts the 30 s.
+    "DEMO_GRACE": "60",
     "DEMO_MARGIN": "0.5",
     "DEMO_TICK_SECONDS": str(INTERVALS["tick"]),
     "DEMO_REPORT_SECONDS": str(INTERVALS["report"]),
     "DEMO_REPORT_DURATION": "2",
     "DRAINCTL_LEASE_TTL": "5",
+    "DEMO_FEED_SECONDS": "1.0",
 }
+RECOVERED = re.compile(r"recovered (\d+) job\(s\) from dead workers")
+LONG_JOB_S = 8.0  # running when the deploy starts; longer than the grace
 DEPLOY_ARGS = ("--drain-deadline", "10", "--stable-for", "2", "--zombie-grace", str(GRACE + 4))
 
 
@@ -55,12 +63,14 @@ def run(mode: str, redis_url: str, workdir: Path, source: Path) -> dict[str, Any
     heroku = LocalHeroku(workdir / mode, redis_url, f"demo-{mode}", source=source)
     try:
         banner(f"{mode}: release v1 of app {heroku.app} (clock, worker, producer)")
-        heroku.start(grace=GRACE, env=APP_ENV, types=TYPES)
+        # A config var, as `heroku config:set`: the demo's ledger module reads DRAINCTL_APP.
+        heroku.start(grace=GRACE, env=APP_ENV | {"DRAINCTL_APP": heroku.app}, types=TYPES)
         ledger = Ledger(heroku)
         wait_for(lambda: ledger.completed() >= 10, 60, "v1 to complete 10 jobs")
         print(f"v1 is working: {ledger.completed()} jobs done so far", flush=True)
         heroku.commit("v2")
-        banner(f"{mode}: deploy v2")
+        banner(f"{mode}: deploy v2 while a {LONG_JOB_S:g}s job runs")
+        ledger.start_long_job(LONG_JOB_S)
         exit_code, phases = DEPLOYS[mode](heroku)
         heroku.wait_for_release("v2", TYPES)
         done = ledger.completed()
@@ -71,9 +81,26 @@ def run(mode: str, redis_url: str, workdir: Path, source: Path) -> dict[str, Any
             wait_for(ledger.settled, 20, "every enqueued job to complete")
         except AssertionError:
             print("some jobs never completed: they are counted as lost", flush=True)
+        print(f"{mode}: {killed(heroku)}; {recovered(heroku)}", flush=True)
         return {"mode": mode, "deploy_exit": exit_code, **ledger.counts(), "phases_s": phases}
     finally:
         heroku.stop()
+
+
+def killed(heroku: LocalHeroku) -> str:
+    """What the platform had to SIGKILL (from its log): work cut off at the grace period."""
+    log = (heroku.root / "supervisor.log").read_text()
+    dynos = sorted({line.split(": ")[1] for line in log.splitlines() if "SIGKILL" in line})
+    if not dynos:
+        return "every old process exited on its own after SIGTERM (nothing SIGKILLed)"
+    return f"SIGKILLed {GRACE:g}s after SIGTERM, still busy: {', '.join(dynos)}"
+
+
+def recovered(heroku: LocalHeroku) -> str:
+    """Jobs cut off mid-run that a new worker took back from a dead one's processing list."""
+    logs = (log.read_text() for log in heroku.layout.logs.glob("*worker*.log"))
+    counts = [int(m.group(1)) for text in logs for m in RECOVERED.finditer(text)]
+    return f"{sum(counts)} job(s) cut off mid-run and run again from the start"
 
 
 def plain_git_push(heroku: LocalHeroku) -> tuple[int, dict[str, float | None]]:
@@ -111,10 +138,20 @@ class Ledger:
     def __init__(self, heroku: LocalHeroku) -> None:
         self.redis = heroku.redis
         self.prefix = f"demo:{heroku.app}:ledger:"
+        self.queue = f"demo:{heroku.app}:jobs"
 
     def _hash(self, name: str) -> dict[str, int]:
         raw = self.redis.hgetall(self.prefix + name)
         return {k.decode(): int(v) for k, v in raw.items()}
+
+    def start_long_job(self, seconds: float) -> None:
+        """Put a long job first in line (the payload format of examples/demoapp/worker.py) and
+        wait until a worker has taken it."""
+        job_id = f"long-{uuid.uuid4().hex[:8]}"
+        payload = json.dumps({"id": job_id, "duration": seconds, "fail": False})
+        self.redis.hset(self.prefix + "enqueued", job_id, 1)
+        self.redis.lpush(self.queue, payload)
+        wait_for(lambda: self.redis.lpos(self.queue, payload) is None, 30, "the long job to start")
 
     def completed(self) -> int:
         """Distinct jobs that completed at least once."""

@@ -119,6 +119,7 @@ class Supervisor:
         elif dyno.terminated_at is not None and now - dyno.terminated_at > self.config.grace:
             logger.warning("%s of %s: SIGKILL after the grace period", dyno.name, dyno.release.name)
             dyno.signal(signal.SIGKILL)
+            dyno.terminated_at = float("inf")  # killed once; reaped at the next tick
 
     def _exited(self, dyno: Dyno, now: float) -> None:
         assert dyno.proc is not None

@@ -6,7 +6,7 @@ Procfile (commands run from the repository root)::
 
 Every ``DEMO_FEED_SECONDS`` (default 0.4) it enqueues one job for the hand-written worker
 through ``producer.enqueue`` (so each id lands in the ledger first): mostly 50-500 ms, one in
-six between 2 and 6 s, longer than the platform's grace in the demo. It embeds a listener
+eight between 2 and 6 s, longer than the platform's grace in the demo. It embeds a listener
 too, so ``drainctl drain -t producer`` pauses the stream (the demo does this before counting).
 """
 
@@ -17,12 +17,12 @@ import random
 import time
 
 import redis
-from examples.demoapp.producer import enqueue
 
 from drainctl import ControlListener, JobsAdapter, Settings
 from drainctl.shutdown import drain_on_sigterm
+from examples.demoapp.producer import enqueue
 
-LONG_EVERY = 6
+LONG_EVERY = 8
 
 
 def duration(rng: random.Random, n: int) -> float:
