@@ -9,15 +9,19 @@ from drainctl.channel import ControlClient, Target
 from drainctl.config import Settings
 from drainctl.fence import Fence, FenceStore
 from drainctl.protocol import Command, State
+from drainctl.registry import Registry
 from tests.e2e.heroku import wait_for
 from tests.integration.conftest import StartListener
+from tests.integration.test_clock import Fires, StartClock, start_clock, ticking  # noqa: F401 - a fixture
 
 
-def fence(settings: Settings, release: str = "v1", ttl: float = 60.0) -> Fence:
-    """Set a fence on ``release`` of workers; returns it."""
+def fence(
+    settings: Settings, release: str = "v1", ttl: float = 60.0, types: tuple[str, ...] = ("worker",)
+) -> Fence:
+    """Set a fence on ``release`` of ``types``; returns it."""
     client = redis.Redis.from_url(settings.redis_url)
     seconds, micros = client.time()
-    fenced = Fence(release, ("worker",), seconds + micros / 1e6 + ttl, "test-deploy")
+    fenced = Fence(release, types, seconds + micros / 1e6 + ttl, "test-deploy")
     FenceStore(client, settings.app or "").set(fenced, ttl)
     client.close()
     return fenced
@@ -87,3 +91,29 @@ def test_fence_check_costs_no_command_per_heartbeat(
     calls = stats()
     assert calls.get("get", 0) == 0, calls
     assert calls.get("exists", 0) == 0, calls
+
+
+def test_clock_starting_under_a_fence_fires_only_once_lifted(
+    settings: Settings,
+    start_clock: StartClock,  # noqa: F811 - the fixture imported from test_clock
+    redis_client: redis.Redis,
+) -> None:
+    """A real APScheduler clock restarted mid-deploy holds the lease but fires nothing until the
+    deploy lifts the fence and resumes it."""
+    fence(settings, types=("clock",))
+    fires = Fires()
+    clock = start_clock(ticking(fires, 0.05), release="v1")
+    assert clock.listener is not None
+    listener = clock.listener
+    records = Registry(redis_client, listener.identity.app)
+
+    def beat_shows_drained_holder() -> bool:
+        (doc,) = [r.doc for r in records.live()]
+        return doc["state"] == "drained" and doc["lease"] == "held" and doc["deploy_fenced"]
+
+    wait_for(beat_shows_drained_holder, 10, "a drained lease holder in the registry")
+    assert len(fires) == 0
+    FenceStore(redis_client, listener.identity.app).lift(["v1"])
+    target = Target(instance_id=listener.identity.instance_id)
+    assert ControlClient(settings).send(Command.RESUME, target=target).ok
+    wait_for(lambda: len(fires) >= 3, 10, "the clock to fire")
