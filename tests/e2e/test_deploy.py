@@ -125,3 +125,15 @@ def test_ctrl_c_during_the_drain_resumes_and_lifts_the_fence(heroku: LocalHeroku
     assert "the fence was lifted and the app resumed" in err
     assert_resumed_on_v1(heroku)
     wait_for(lambda: heroku.runs() == {"long": 1}, what="the long job to finish once")
+
+
+def test_verify_alone_after_a_plain_push(heroku: LocalHeroku) -> None:
+    """`drainctl verify` after a push done another way: 0 for the release that came up, 5 for one
+    that never does."""
+    commit = heroku.commit("v2")
+    heroku.git("push", "--quiet", "heroku", "HEAD:main")
+    ok = heroku.drainctl("verify", "--commit", commit[:7], "--stable-for", "1", "--json")
+    assert ok.returncode == 0, ok.stderr
+    missing = heroku.drainctl("verify", "--release", "v9", "--verify-timeout", "1")
+    assert missing.returncode == 5
+    assert "clock: 0/1 stable on the new release" in missing.stderr

@@ -1,0 +1,40 @@
+"""`drainctl deploy` refuses to start where it cannot push (exit 2), before touching anything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from drainctl.config import Settings
+
+
+def deploy(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drainctl", "--redis-url", settings.redis_url, "--app",
+         settings.app or "", "deploy", *args],
+        cwd=cwd, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_outside_a_git_work_tree_exits_2(settings: Settings, tmp_path: Path) -> None:
+    """No git work tree: one clear line, exit 2."""
+    done = deploy(settings, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("drainctl: not inside a git work tree")
+
+
+def test_unknown_remote_exits_2(settings: Settings, tmp_path: Path) -> None:
+    """A remote git does not know: exit 2 naming it; a push command skips the remote check."""
+    subprocess.run(["git", "init", "--quiet", str(tmp_path)], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet",
+         "--allow-empty", "-m", "init"],
+        cwd=tmp_path, check=True,
+    )  # fmt: skip
+    done = deploy(settings, tmp_path, "--remote", "nowhere")
+    assert done.returncode == 2
+    assert "unknown git remote 'nowhere'" in done.stderr
+    pushed = deploy(settings, tmp_path, "--push-cmd", "exit 9", "--json")
+    assert pushed.returncode == 4
+    assert "'exit 9' exited with 9" in pushed.stderr
