@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -88,8 +89,10 @@ class LocalHeroku:
         if self.supervisor is not None and self.supervisor.poll() is None:
             self.supervisor.send_signal(signal.SIGTERM)
             self.supervisor.wait(30)
-        for key in self.redis.scan_iter(match=f"e2e:{self.app}:*"):
-            self.redis.delete(key)
+        # On Ctrl-C the demo's redis-server may already be gone: nothing left to clean there.
+        with contextlib.suppress(redis.ConnectionError):
+            for key in self.redis.scan_iter(match=f"e2e:{self.app}:*"):
+                self.redis.delete(key)
         self.redis.close()
 
     # -- actions ---------------------------------------------------------------------------
