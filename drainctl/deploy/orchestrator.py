@@ -28,13 +28,13 @@ from drainctl.deploy.plan import (
     read_procfile,
     target_types,
 )
-from drainctl.deploy.progress import Reporter, Row
+from drainctl.deploy.progress import Reporter, Row, counts_text, seen_state
 from drainctl.deploy.push import push_command, run_push
 from drainctl.deploy.signals import interrupt_on_sigterm, signals_ignored
 from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec, watch
 from drainctl.errors import DrainctlError, NotAcknowledged, VerifyFailed
 from drainctl.fence import Fence, FenceStore
-from drainctl.protocol import Command, Reply
+from drainctl.protocol import Command
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Deployment:
         types = target_types(self.options.process_types, read_procfile(root / "Procfile"), live)
         plan = make_plan(commit, types, live)
         self.result.commit = commit
-        self.reporter.step("plan", f"drain {_counts(plan.counts())}; push {commit[:12]}")
+        self.reporter.step("plan", f"drain {counts_text(plan.counts())}; push {commit[:12]}")
         self.reporter.rows([Row.of_record(r) for r in plan.instances])
         for missing in plan.missing_types:
             self.reporter.note(f"warning: no live {missing} instance to drain")
@@ -188,7 +188,7 @@ class Deployment:
                     self.fences.lift(list(plan.releases))
                 target = Target(process_types=frozenset(plan.process_types))
                 outcome = self.client.send(Command.RESUME, target=target, timeout=RESUME_TIMEOUT)
-                self.reporter.rows([_reply_row(r) for r in outcome.replies])
+                self.reporter.rows([Row.of_reply(r) for r in outcome.replies])
                 if not outcome.ok:
                     self.reporter.note(f"warning: {len(outcome.missing)} did not confirm resume")
             except DrainctlError as exc:
@@ -240,7 +240,7 @@ class Deployment:
             raise box[0]
         outcome = box[0]
         self.reporter.rows(
-            [_reply_row(r) for r in outcome.replies]
+            [Row.of_reply(r) for r in outcome.replies]
             + [replace(Row.of_record(r), state="NO REPLY") for r in outcome.missing]
         )
         return outcome
@@ -267,7 +267,7 @@ class Deployment:
             "done",
             f"{phases}; drained {drained} instance(s), {self.result.jobs_finished} job(s) "
             f"finished during the drain, {self.result.jobs_handed_back} handed back; new "
-            f"release: {_counts(verdict.stable)}",
+            f"release: {counts_text(verdict.stable)}",
         )
 
 
@@ -275,16 +275,16 @@ def verify_release(
     client: ControlClient, spec: VerifySpec, reporter: Reporter, result: DeployResult
 ) -> Verdict:
     """Watch until final; record the verdict in ``result``; raise VerifyFailed on failure."""
-    reporter.step("verify", f"need {_counts(spec.required)} stable for {spec.stable_for:g}s")
+    reporter.step("verify", f"need {counts_text(spec.required)} stable for {spec.stable_for:g}s")
 
     def show(obs: Any, verdict: Verdict) -> None:
         zombies = {z["instance_id"] for z in verdict.zombies}
         reporter.rows(
-            [Row.of(s.doc, _seen_state(s)) for s in obs.new.values()]
+            [Row.of(s.doc, seen_state(s)) for s in obs.new.values()]
             + [
                 Row.of(
                     s.doc,
-                    "zombie" if s.doc.get("instance_id") in zombies else _seen_state(s),
+                    "zombie" if s.doc.get("instance_id") in zombies else seen_state(s),
                 )
                 for s in obs.old.values()
             ]
@@ -296,21 +296,3 @@ def verify_release(
         raise VerifyFailed(verdict.message())
     reporter.note(verdict.message())
     return verdict
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
-
-
-def _seen_state(seen: Any) -> str | None:
-    return "gone" if seen.gone else ("stale" if seen.stale else None)
-
-
-def _reply_row(reply: Reply) -> Row:
-    detail = reply.error or ""
-    if not detail and "duration_s" in reply.data:
-        detail = (
-            f"finished {len(reply.data.get('finished', []))}, handed back "
-            f"{len(reply.data.get('handed_back', []))} in {reply.data['duration_s']:.2f}s"
-        )
-    return Row.of(reply.instance, reply.state if reply.ok else "FAILED", detail)

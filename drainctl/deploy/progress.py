@@ -11,6 +11,8 @@ import sys
 from dataclasses import astuple, dataclass
 from typing import Any, Protocol, TextIO
 
+from drainctl.deploy.verify import Seen
+from drainctl.protocol import Reply
 from drainctl.registry import InstanceRecord
 
 HEADERS = ("type", "dyno", "instance", "release", "state", "detail")
@@ -38,6 +40,17 @@ class Row:
             state=state or str(doc.get("state", "?")),
             detail=detail,
         )
+
+    @classmethod
+    def of_reply(cls, reply: Reply) -> Row:
+        """A row from a drain or resume reply: its state, or FAILED and why."""
+        detail = reply.error or ""
+        if not detail and "duration_s" in reply.data:
+            detail = (
+                f"finished {len(reply.data.get('finished', []))}, handed back "
+                f"{len(reply.data.get('handed_back', []))} in {reply.data['duration_s']:.2f}s"
+            )
+        return cls.of(reply.instance, reply.state if reply.ok else "FAILED", detail)
 
     @classmethod
     def of_record(cls, record: InstanceRecord) -> Row:
@@ -146,6 +159,16 @@ class RichReporter:
             style = {"FAILED": "red", "NO REPLY": "red", "zombie": "red"}.get(row.state, "")
             table.add_row(*astuple(row), style=style)
         return table
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``2 worker, 1 clock``."""
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing"
+
+
+def seen_state(seen: Seen) -> str | None:
+    """What to show for an instance verify has seen: gone, stale, or its own state."""
+    return "gone" if seen.gone else ("stale" if seen.stale else None)
 
 
 def reporter(*, live: bool, out: TextIO | None = None) -> Reporter:

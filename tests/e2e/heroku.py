@@ -9,8 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import redis
 from drainctl.config import Settings
 from drainctl.localplatform.layout import Layout
 from drainctl.registry import InstanceRecord, Registry
+from tests.workers import wait_for
 
 APP_SOURCE = Path(__file__).parent / "app"
 GIT_ENV = {
@@ -28,18 +27,6 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "tests@example.invalid",
 }
 HEARTBEAT = "0.5"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; return its value or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class LocalHeroku:

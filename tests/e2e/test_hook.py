@@ -7,7 +7,8 @@ import signal
 import subprocess
 
 from drainctl.deploy.githook import CHAINED
-from tests.e2e.heroku import LocalHeroku, wait_for
+from tests.e2e.heroku import LocalHeroku
+from tests.workers import wait_for
 
 RECORDING_HOOK = """#!/bin/sh
 echo "args: $*" > "{out}"

@@ -10,9 +10,9 @@ from drainctl.config import Settings
 from drainctl.fence import Fence, FenceStore
 from drainctl.protocol import Command, State
 from drainctl.registry import Registry
-from tests.e2e.heroku import wait_for
 from tests.integration.conftest import StartListener
 from tests.integration.test_clock import Fires, StartClock, start_clock, ticking  # noqa: F401 - a fixture
+from tests.workers import wait_for
 
 
 def fence(
