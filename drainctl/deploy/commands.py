@@ -132,6 +132,12 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
 @verify_options
 @click.option("--release", metavar="R", help="The new release is the one reporting release R.")
 @click.option("--commit", metavar="SHA", help="The new release runs this commit [default: HEAD].")
+@click.option(
+    "--resume-if-not-deployed",
+    is_flag=True,
+    help="If no instance of the new release ever shows up (the push failed), lift the deploy "
+    "fence and resume the old release (what the pre-push hook's background verify does).",
+)
 @click.pass_obj
 @handle_errors
 def verify(
@@ -139,8 +145,6 @@ def verify(
     /,
     app: str | None,
     as_json: bool,
-    release: str | None,
-    commit: str | None,
     **options: Any,
 ) -> None:
     """Check a release pushed some other way: up, stable, not crash-looping, no zombies."""
@@ -149,6 +153,7 @@ def verify(
     from drainctl.errors import DrainctlError
 
     client = _client(opts, app)
+    release, commit = options["release"], options["commit"]
     if release is None and commit is None:
         from drainctl.deploy.gitrepo import resolve
 
@@ -166,11 +171,23 @@ def verify(
         verify_release(client, spec, reporter, result)
     except DrainctlError as exc:
         result.error, result.exit_code = str(exc), _code(exc)
+        if options["resume_if_not_deployed"] and not result.verdict.get("new_seen", 1):
+            _resume_old(client, new, tuple(spec.required), reporter)
         raise
     finally:
         reporter.close()
         if as_json or opts.json:
             click.echo(_dumps(result.as_dict()))
+
+
+def _resume_old(client: ControlClient, new: Any, types: tuple[str, ...], reporter: Any) -> None:
+    """The push never deployed: lift the fences of the releases still running and resume them."""
+    from drainctl.deploy.orchestrator import lift_and_resume
+
+    old = [r for r in client.live(frozenset(types)) if not new.matches(r.doc)]
+    lift_and_resume(
+        client, tuple(sorted({str(r.doc.get("release")) for r in old})), types, reporter
+    )
 
 
 def _required(client: ControlClient, new: Any, chosen: tuple[str, ...]) -> dict[str, int]:
@@ -207,16 +224,19 @@ def hook() -> None:
 @click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
 @click.option("--drain-deadline", type=float, help="Seconds for work in flight [default: 25].")
 @click.option("--ack-timeout", type=float, help="Seconds to wait for acknowledgements.")
+@click.option("--verify-timeout", type=float, help="Seconds for the background verify [120].")
 @handle_errors
-def install(
-    remote: str, app: str | None, drain_deadline: float | None, ack_timeout: float | None
-) -> None:
+def install(remote: str, app: str | None, **timings: float | None) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
     from drainctl.deploy.githook import install as install_hook
 
     extra = ["--app", app] if app else []
-    run_args = {"--drain-deadline": drain_deadline, "--ack-timeout": ack_timeout}
-    chosen = [str(part) for k, v in run_args.items() if v is not None for part in (k, v)]
+    chosen = [
+        str(part)
+        for name, value in timings.items()
+        if value is not None
+        for part in (f"--{name.replace('_', '-')}", value)
+    ]
     click.echo(install_hook(remote, extra, chosen))
 
 
@@ -234,6 +254,7 @@ def uninstall() -> None:
 @click.option("--remote", default="heroku")
 @click.option("--drain-deadline", default=25.0)
 @click.option("--ack-timeout", type=float)
+@click.option("--verify-timeout", default=120.0)
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:

@@ -130,12 +130,30 @@ def run_chained(args: list[str], stdin: str, cwd: Path | None = None) -> int:
     return subprocess.run([str(chained), *args], input=stdin, text=True, check=False).returncode
 
 
-def start_verify(app: str, redis_url: str, commit: str, cwd: Path | None = None) -> Path:
-    """Start ``drainctl verify`` for ``commit`` detached from the hook; returns its log file."""
+def start_verify(
+    app: str, redis_url: str, commit: str, verify_timeout: float, cwd: Path | None = None
+) -> Path:
+    """Start ``drainctl verify`` for ``commit`` detached from the hook; returns its log file.
+
+    If the push then fails (git pushes after the hook), no new instance ever shows up: that
+    verify lifts the fence and resumes the old release instead of leaving it drained.
+    """
     log = gitrepo.git_dir(cwd) / VERIFY_LOG
     with log.open("a") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "drainctl", "--app", app, "verify", "--commit", commit],
+            [
+                sys.executable,
+                "-m",
+                "drainctl",
+                "--app",
+                app,
+                "verify",
+                "--commit",
+                commit,
+                "--verify-timeout",
+                str(verify_timeout),
+                "--resume-if-not-deployed",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

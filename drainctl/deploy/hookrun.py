@@ -68,6 +68,6 @@ def run_hook(
         return INTERRUPTED
     finally:
         reporter.close()
-    log = start_verify(client.app, settings.redis_url, update.local_sha)
+    log = start_verify(client.app, settings.redis_url, update.local_sha, options["verify_timeout"])
     reporter.note(f"drainctl: drained; verifying in the background: tail -f {log}")
     return 0

@@ -181,18 +181,7 @@ class Deployment:
 
     def rollback(self, plan: Plan) -> None:
         """Lift the fence, then resume every targeted instance (Ctrl-C is ignored meanwhile)."""
-        with signals_ignored():
-            self.reporter.step("rollback", "lifting the fence and resuming")
-            try:
-                with translate_outage(self.client.settings):
-                    self.fences.lift(list(plan.releases))
-                target = Target(process_types=frozenset(plan.process_types))
-                outcome = self.client.send(Command.RESUME, target=target, timeout=RESUME_TIMEOUT)
-                self.reporter.rows([Row.of_reply(r) for r in outcome.replies])
-                if not outcome.ok:
-                    self.reporter.note(f"warning: {len(outcome.missing)} did not confirm resume")
-            except DrainctlError as exc:
-                self.reporter.note(f"warning: could not resume everyone: {exc}")
+        lift_and_resume(self.client, plan.releases, plan.process_types, self.reporter)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -296,3 +285,21 @@ def verify_release(
         raise VerifyFailed(verdict.message())
     reporter.note(verdict.message())
     return verdict
+
+
+def lift_and_resume(
+    client: ControlClient, releases: tuple[str, ...], types: tuple[str, ...], reporter: Reporter
+) -> None:
+    """Undo a drain: delete the fences first (fenced listeners refuse to resume), then resume."""
+    with signals_ignored():
+        reporter.step("rollback", f"lifting the fence on {', '.join(releases) or '-'}; resuming")
+        try:
+            with translate_outage(client.settings):
+                FenceStore(client.client, client.app).lift(list(releases))
+            target = Target(process_types=frozenset(types))
+            outcome = client.send(Command.RESUME, target=target, timeout=RESUME_TIMEOUT)
+            reporter.rows([Row.of_reply(r) for r in outcome.replies])
+            if not outcome.ok:
+                reporter.note(f"warning: {len(outcome.missing)} did not confirm resume")
+        except DrainctlError as exc:
+            reporter.note(f"warning: could not resume everyone: {exc}")

@@ -94,6 +94,8 @@ class Verdict:
     required: dict[str, int]
     crash_loops: list[dict[str, Any]] = field(default_factory=list)
     zombies: list[dict[str, Any]] = field(default_factory=list)
+    # Instances of the new release seen at all: 0 means the push never deployed.
+    new_seen: int = 0
 
     def message(self) -> str:
         """One line saying what is wrong (or that all is well)."""
@@ -122,6 +124,7 @@ class Verdict:
             "required": self.required,
             "crash_loops": self.crash_loops,
             "zombies": self.zombies,
+            "new_seen": self.new_seen,
         }
 
 
@@ -132,7 +135,11 @@ def decide(obs: Observations, spec: VerifySpec, elapsed: float, now: float) -> V
         for s in obs.new.values()
         if not s.gone and not s.stale and now - s.first_seen >= spec.stable_for
     )
-    counts: dict[str, Any] = {"stable": dict(stable), "required": dict(spec.required)}
+    counts: dict[str, Any] = {
+        "stable": dict(stable),
+        "required": dict(spec.required),
+        "new_seen": len(obs.new),
+    }
     loops = crash_loops(obs)
     if loops:
         return Verdict(done=True, ok=False, crash_loops=loops, **counts)

@@ -97,3 +97,20 @@ def test_failing_chained_hook_blocks_the_push_before_any_drain(heroku: LocalHero
     assert done.returncode != 0
     assert heroku.layout.launched() == 1
     assert all(r.doc["state"] == "running" for r in heroku.live())
+
+
+def test_push_that_fails_after_the_hook_drained_resumes_the_app(heroku: LocalHeroku) -> None:
+    """Git pushes after the hook: when the remote then rejects it, the background verify sees no
+    new release, lifts the fence and resumes the old one instead of leaving it drained."""
+    done = heroku.drainctl("hook", "install", "--remote", "heroku", "--verify-timeout", "2")
+    assert done.returncode == 0, done.stderr
+    heroku.commit("v2")
+    heroku.fault("--reject")
+    pushed = push(heroku)
+    assert pushed.returncode != 0
+    assert "drained" in pushed.stderr
+    assert heroku.layout.launched() == 1
+    wait_for(lambda: heroku.fence_keys() == [], 30, "the fence to be lifted")
+    heroku.wait_for_release("v1")
+    log = (heroku.src / ".git" / "drainctl-verify.log").read_text()
+    assert "lifting the fence on v1; resuming" in log
