@@ -200,6 +200,9 @@ class Deployment:
             ]
             for fence in fences:
                 self.fences.set(fence, self.options.fence_ttl)
+            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
+            # fenced by an earlier deploy must not bring the new instances up drained.
+            self.fences.lift([plan.commit])
         return [fence.as_arg() for fence in fences]
 
     def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
