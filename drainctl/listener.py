@@ -86,6 +86,8 @@ class ControlListener:
         base = settings if settings is not None else Settings.from_env()
         self.settings = base.replace(app=app, process_type=process_type, redis_url=redis_url)
         self.identity = Identity.from_settings(self.settings)
+        # Built once: every reply carries it, and the identity never changes.
+        self._instance_doc = self.identity.as_dict()
         self.adapter: Adapter = adapter if adapter is not None else NullAdapter()
         self.keys = Keys(self.identity.app)
         self.redis = connect(
@@ -341,7 +343,7 @@ class ControlListener:
     ) -> Reply:
         return Reply(
             request_id=request.id,
-            instance=self.identity.as_dict(),
+            instance=self._instance_doc,
             state=self._state.value,
             ok=error is None,
             data=data or {},

@@ -86,7 +86,8 @@ class Reply:
 
     def encode(self) -> bytes:
         """JSON bytes with the protocol version."""
-        body = asdict(self) | {"v": PROTOCOL_VERSION}
+        # A shallow view: asdict() deep-copies every nested dict, which json.dumps does not need.
+        body = vars(self) | {"v": PROTOCOL_VERSION}
         return json.dumps(body, separators=(",", ":"), default=str).encode()
 
     @classmethod
