@@ -16,6 +16,11 @@ from _common import BIN, HERE, progress, wait_until
 
 # Seconds a worker may take to start, on top of a base, when many start at once on few cores.
 START_BASE_S, START_PER_WORKER_S = 30.0, 3.0
+WORKER_ARGV = [
+    str(BIN / "celery"),
+    *("-A", "_celery_app", "worker", "-P", "solo", "-l", "WARNING"),
+    *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+]
 
 
 def worker_env(broker_url: str) -> dict[str, str]:
@@ -47,9 +52,7 @@ class CeleryWorkers:
             for index in range(self.count):
                 self.processes.append(
                     subprocess.Popen(
-                        [str(BIN / "celery"), "-A", "_celery_app", "worker", "-P", "solo"]
-                        + ["-n", f"w{index}@bench", "-l", "WARNING", "--without-gossip"]
-                        + ["--without-mingle", "--without-heartbeat"],
+                        [*WORKER_ARGV, "-n", f"w{index}@bench"],
                         cwd=HERE,
                         env=env,
                         stdout=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ pushed to ``{app}:bench-ended`` so the requester can tell drain overhead from jo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -86,17 +87,13 @@ def main() -> None:
     ready: dict[str, Any] = {
         "pid": os.getpid(),
         "instances": [listener.identity.instance_id for listener in listeners],
-        "threads": [
-            t.native_id for t in threading.enumerate() if t.name.startswith("drainctl-")
-        ],
+        "threads": [t.native_id for t in threading.enumerate() if t.name.startswith("drainctl-")],
     }
     print(json.dumps(ready), flush=True)
     signal.signal(signal.SIGTERM, _terminate)
     # Idle until the parent closes our stdin: the main thread does nothing meanwhile.
-    try:
+    with contextlib.suppress(SystemExit):
         sys.stdin.read()
-    except SystemExit:
-        pass
     stopping.set()
     for listener in listeners:
         listener.stop()
