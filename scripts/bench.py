@@ -1,0 +1,163 @@
+"""Run the benchmarks in scripts/benchmarks/ and print one JSON object on stdout.
+
+Usage: ``scripts/bench [--quick] [NAME...]`` (``scripts/bench`` sets up .venv and calls this).
+Every ``scripts/benchmarks/NAME.py`` whose name does not start with ``_`` is a benchmark: it
+exposes ``run() -> dict`` of JSON-able figures. Each runs in its own child process (a crash or a
+leaked thread cannot spoil the next one) with its ``run()`` output captured as JSON; anything it
+prints goes to stderr with the progress lines. A benchmark that fails is reported as an error in
+the JSON and makes the exit status 1; a missed target never does: these are measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = HERE / "benchmarks"
+QUICK_ENV = "DRAINCTL_BENCH_QUICK"
+MODULE_TIMEOUT_S = 900
+
+
+def discover(directory: Path = BENCHMARKS) -> dict[str, Path]:
+    """Benchmark modules by name, in name order; ``_``-prefixed files are helpers."""
+    return {
+        path.stem: path for path in sorted(directory.glob("*.py")) if not path.name.startswith("_")
+    }
+
+
+def run_module(path: Path, quick: bool) -> dict[str, Any]:
+    """Run one module's ``run()`` in a child process; its figures, or an ``error`` entry."""
+    env = {**os.environ, QUICK_ENV: "1" if quick else "0"}
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=MODULE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {MODULE_TIMEOUT_S} s"}
+    elapsed = round(time.monotonic() - started, 1)
+    if done.returncode != 0:
+        return {"error": f"exited with status {done.returncode} (see stderr)", "took_s": elapsed}
+    try:
+        figures = json.loads(done.stdout)
+    except ValueError:
+        return {"error": "did not return JSON", "took_s": elapsed}
+    return {**figures, "took_s": elapsed} if isinstance(figures, dict) else {"value": figures}
+
+
+def child(path: Path) -> None:
+    """In the child: import the module from its file, call ``run()``, print its JSON."""
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Whatever the benchmark prints is progress: keep stdout for the JSON alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        spec.loader.exec_module(module)
+        figures = module.run()
+    print(json.dumps(figures))
+
+
+def targets(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """Every ``targets`` entry of every benchmark, as ``name.target -> met``."""
+    return {
+        f"{name}.{target}": bool(check.get("met"))
+        for name, figures in results.items()
+        for target, check in figures.get("targets", {}).items()
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they mean little without it."""
+    return {
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "redis_server": _redis_version(),
+        "redis_py": _version("redis"),
+        "celery": _version("celery"),
+    }
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def _redis_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return None
+    return next((w.split("=", 1)[1] for w in out.split() if w.startswith("v=")), out.strip())
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, run the chosen benchmarks in order, print the report; 1 if any failed."""
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, ~1.5 min")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (all)")
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        child(args.child)
+        return 0
+    available = discover()
+    unknown = [name for name in args.names if name not in available]
+    if unknown:
+        print(
+            f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(available)}",
+            file=sys.stderr,
+        )
+        return 2
+    chosen = args.names or list(available)
+    report: dict[str, Any] = {
+        "command": " ".join(["scripts/bench", *(["--quick"] if args.quick else []), *args.names]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine(),
+    }
+    results = {}
+    for name in chosen:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        results[name] = run_module(available[name], args.quick)
+    report["benchmarks"] = results
+    report["targets"] = targets(results)
+    print(json.dumps(report, indent=2))
+    return 1 if any("error" in figures for figures in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
