@@ -30,11 +30,10 @@ QUICK_ENV = "DRAINCTL_BENCH_QUICK"
 MODULE_TIMEOUT_S = 900
 
 
-def discover(directory: Path = BENCHMARKS) -> dict[str, Path]:
+def discover(directory: Path | None = None) -> dict[str, Path]:
     """Benchmark modules by name, in name order; ``_``-prefixed files are helpers."""
-    return {
-        path.stem: path for path in sorted(directory.glob("*.py")) if not path.name.startswith("_")
-    }
+    paths = sorted((directory or BENCHMARKS).glob("*.py"))
+    return {path.stem: path for path in paths if not path.name.startswith("_")}
 
 
 def run_module(path: Path, quick: bool) -> dict[str, Any]:
