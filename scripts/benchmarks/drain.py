@@ -32,6 +32,7 @@ from _common import (
 from drainctl import Command, ControlClient, Settings
 
 JOB_S = 0.2
+SETTLE_S = 0.3
 FANOUT = (10, 20)  # processes, listeners per process
 
 
@@ -50,6 +51,8 @@ def _cycle(client: ControlClient, expected: int) -> float:
         raise RuntimeError(f"drain acknowledged by {len(outcome.replies)} of {expected}")
     if not client.send(Command.RESUME, timeout=15).ok:
         raise RuntimeError("resume failed")
+    # A deploy drains a fleet at rest: let the resume's heartbeats go out before the next drain.
+    time.sleep(SETTLE_S)
     return elapsed
 
 
