@@ -75,6 +75,11 @@ class CeleryWorkers:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running hosts."""
+        return [process.pid for process in self.processes]
+
     def stop(self) -> None:
         """Warm shutdown (SIGTERM); kill whatever is still there after a while."""
         for process in self.processes:

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 # Benchmarks reuse the test suite's throwaway redis-server.
@@ -112,6 +114,29 @@ def timed(call: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
     return samples
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU seconds used so far by the processes ``pids``."""
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def timed_with_cpu(
+    call: Callable[[], Any], runs: int, groups: dict[str, Sequence[int]], warmup: int = 0
+) -> tuple[list[float], dict[str, float]]:
+    """Wall times of ``runs`` calls, and the CPU ms per call each group of processes spent.
+
+    On a machine with few cores, CPU per request bounds latency once every process involved
+    competes for the same cores: this is what tells a slow path from a busy machine.
+    """
+    for _ in range(warmup):
+        call()
+    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    samples = timed(call, runs)
+    cpu = {
+        f"{name}_ms": ms((cpu_seconds(pids) - before[name]) / runs) for name, pids in groups.items()
+    }
+    return samples, cpu
+
+
 def run_command(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
     """Run a command to completion, output discarded; raises when it fails."""
     subprocess.run(
@@ -174,6 +199,11 @@ class ListenerFleet:
         return subprocess.Popen(
             argv + self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running hosts."""
+        return [process.pid for process in self.processes]
 
     def stop(self) -> None:
         """Close every host's stdin (a clean stop) and wait; kill whatever hangs."""

@@ -9,6 +9,7 @@ the ``celery inspect ping`` CLI. Ratios compare medians measured in this run.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from _celery import CeleryWorkers, control_app, worker_env
@@ -25,6 +26,7 @@ from _common import (
     standalone,
     time_command,
     timed,
+    timed_with_cpu,
     wait_until,
 )
 
@@ -34,11 +36,11 @@ from drainctl import Command, ControlClient, Settings
 LAYOUTS = {1: (1, 1), 4: (4, 1), 50: (5, 10), 200: (10, 20)}
 
 
-def drainctl_ping(url: str, listeners: int) -> dict[str, Any]:
+def drainctl_ping(url: str, redis_pid: int, listeners: int) -> dict[str, Any]:
     """p50/p99 of the library call and the median of the CLI, to ``listeners`` listeners."""
     hosts, per_host = LAYOUTS[listeners]
     app = new_app()
-    with ListenerFleet(url, app, hosts, per_host):
+    with ListenerFleet(url, app, hosts, per_host) as fleet:
         client = ControlClient(Settings(redis_url=url, app=app))
         wait_until(lambda: len(client.live()) == listeners, 30, f"{listeners} listeners")
 
@@ -48,15 +50,23 @@ def drainctl_ping(url: str, listeners: int) -> dict[str, Any]:
                 raise RuntimeError(f"ping reached {len(outcome.replies)} of {listeners}")
 
         requests = pick(200, 200 if listeners <= 4 else 50)
-        library = latency(timed(ping, requests, warmup=10))
+        groups = {"requester": [os.getpid()], "listeners": fleet.pids, "redis": [redis_pid]}
+        samples, cpu = timed_with_cpu(ping, requests, groups, warmup=10)
+        library = latency(samples)
         argv = [str(BIN / "drainctl"), "--redis-url", url, "--app", app, "ping"]
         cli = median_ms(time_command(argv, pick(10, 3)))
         client.client.close()
     progress(f"drainctl ping to {listeners}: p50 {library['p50_ms']} ms, CLI {cli['median_ms']}")
-    return {"listeners": listeners, "processes": hosts, "library": library, "cli": cli}
+    return {
+        "listeners": listeners,
+        "processes": hosts,
+        "library": library,
+        "cpu_per_request": cpu,
+        "cli": cli,
+    }
 
 
-def celery_ping(url: str, workers: int) -> dict[str, Any]:
+def celery_ping(url: str, redis_pid: int, workers: int) -> dict[str, Any]:
     """Celery's control.ping with limit=N and with defaults, and ``celery inspect ping``."""
     with CeleryWorkers(url, workers) as fleet:
         control = control_app(url).control
@@ -66,7 +76,9 @@ def celery_ping(url: str, workers: int) -> dict[str, Any]:
             if len(replies) != workers:
                 raise RuntimeError(f"celery ping reached {len(replies)} of {workers}")
 
-        limited = latency(timed(ping_limit, pick(200, 50), warmup=5))
+        groups = {"requester": [os.getpid()], "workers": fleet.pids, "redis": [redis_pid]}
+        samples, cpu = timed_with_cpu(ping_limit, pick(200, 50), groups, warmup=5)
+        limited = latency(samples)
         default = median_ms(timed(control.ping, pick(5, 2)))
         argv = [str(BIN / "celery"), "-A", "_celery_app", "inspect", "ping"]
         cli = median_ms(time_command(argv, pick(3, 1), env=worker_env(url), warmup=0))
@@ -75,6 +87,7 @@ def celery_ping(url: str, workers: int) -> dict[str, Any]:
         "workers": workers,
         "start_s": round(fleet.start_s, 1),
         "control_ping_limit": limited,
+        "cpu_per_request": cpu,
         "control_ping_default": default,
         "inspect_ping_cli": cli,
     }
@@ -96,8 +109,9 @@ def run() -> dict[str, Any]:
     """Every figure, ratios per N, and the targets of issues 2 and 7."""
     celery_sizes = pick([1, 4, 50], [1, 4])
     with redis_server() as server:
-        ours = {str(n): drainctl_ping(server.url, n) for n in LAYOUTS}
-        theirs = {str(n): celery_ping(server.url, n) for n in celery_sizes}
+        pid = server.process.pid if server.process else 0
+        ours = {str(n): drainctl_ping(server.url, pid, n) for n in LAYOUTS}
+        theirs = {str(n): celery_ping(server.url, pid, n) for n in celery_sizes}
     ratios = {n: compare(ours[n], theirs[n]) for n in theirs}
     p50_4 = ours["4"]["library"]["p50_ms"]
     result = {
