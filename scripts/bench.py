@@ -1,6 +1,7 @@
 """Run the benchmarks in scripts/benchmarks/ and print one JSON object on stdout.
 
-Usage: ``scripts/bench [--quick] [NAME...]`` (``scripts/bench`` sets up .venv and calls this).
+Usage: ``scripts/bench [--quick] [--markdown FILE] [NAME...]`` (``scripts/bench`` sets up .venv
+and calls this); ``--markdown docs/benchmarks.md`` also rewrites that file's generated table.
 Every ``scripts/benchmarks/NAME.py`` whose name does not start with ``_`` is a benchmark: it
 exposes ``run() -> dict`` of JSON-able figures. Each runs in its own child process (a crash or a
 leaked thread cannot spoil the next one) with its ``run()`` output captured as JSON; anything it
@@ -21,6 +22,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,60 @@ def targets(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
     }
 
 
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+# Bookkeeping, not figures: left out of the Markdown table.
+UNLISTED = {"targets", "took_s", "n", "min_ms", "max_ms"}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: command, date, machine, targets, then every figure."""
+    box = report["machine"]
+    lines = [
+        f"Command: `{report['command']}` · date: {report['date']}",
+        "",
+        f"Machine: {box['cores']} cores ({box['cpu']}), {box['os']}, Python {box['python']}, "
+        f"Redis {box['redis_server']}, redis-py {box['redis_py']}, Celery {box['celery']}; "
+        f"load average at start {box['load_average_at_start']}.",
+        "",
+        "| target | measured | met |",
+        "| --- | --- | --- |",
+    ]
+    for name, figures in report["benchmarks"].items():
+        for target, check in figures.get("targets", {}).items():
+            value = next((f"{v} {k}" for k, v in check.items() if k != "met"), "")
+            lines.append(f"| {name}: {target} | {value} | {'yes' if check.get('met') else 'NO'} |")
+    lines += ["", "| benchmark | figure | value |", "| --- | --- | --- |"]
+    for name, figures in report["benchmarks"].items():
+        lines += [f"| {name} | {' / '.join(path)} | {text} |" for path, text in _rows([], figures)]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(path: list[str], value: Any) -> Iterator[tuple[list[str], str]]:
+    if isinstance(value, dict):
+        if {"p50_ms", "p99_ms", "n"} <= value.keys():
+            yield path, f"p50 {value['p50_ms']} ms, p99 {value['p99_ms']} ms (n={value['n']})"
+        elif {"median_ms", "n"} <= value.keys():
+            yield path, f"median {value['median_ms']} ms (n={value['n']})"
+        else:
+            for key, inner in value.items():
+                if key not in UNLISTED:
+                    yield from _rows([*path, key], inner)
+    elif value is not None and not isinstance(value, list):
+        yield path, str(value)
+
+
+def write_markdown(report: dict[str, Any], target: Path) -> None:
+    """Replace the generated part of ``target`` (between the markers), keeping the prose."""
+    text = target.read_text() if target.exists() else ""
+    block = f"{BEGIN}\n{markdown(report)}{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = f"{text}\n{block}\n"
+    target.write_text(text)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on: they mean little without it."""
     return {
@@ -127,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run the chosen benchmarks in order, print the report; 1 if any failed."""
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, ~1.5 min")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="also update FILE's table")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (all)")
     args = parser.parse_args(argv)
@@ -155,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     report["benchmarks"] = results
     report["targets"] = targets(results)
     print(json.dumps(report, indent=2))
+    if args.markdown is not None:
+        write_markdown(report, args.markdown)
     return 1 if any("error" in figures for figures in results.values()) else 0
 
 

@@ -90,3 +90,20 @@ def test_report_is_one_json_object(
     assert report["benchmarks"]["fast"]["p50_ms"] == 1.0
     assert "error" in report["benchmarks"]["broken"]
     assert report["targets"] == {"fast.under_1ms": True}
+
+
+def test_markdown_table_replaces_only_the_generated_part(
+    bench: ModuleType, modules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """--markdown rewrites the table between the markers and keeps the prose around it."""
+    monkeypatch.setattr(bench, "BENCHMARKS", modules)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Prose\n\n{bench.BEGIN}\nold table\n{bench.END}\n\nMore prose.\n")
+    bench.main(["--quick", "--markdown", str(doc), "fast"])
+    text = doc.read_text()
+    assert text.startswith("# Prose\n")
+    assert text.endswith("More prose.\n")
+    assert "old table" not in text
+    assert "| fast: under_1ms |  | yes |" in text
+    assert "| fast | p50_ms | 1.0 |" in text
+    assert "Command: `scripts/bench --quick fast`" in text
