@@ -12,7 +12,7 @@ import subprocess
 import time
 from typing import Any
 
-from _common import BIN, HERE, progress, wait_until
+from _common import BIN, HERE, progress, reap, wait_until
 
 # Seconds a worker may take to start, on top of a base, when many start at once on few cores.
 START_BASE_S, START_PER_WORKER_S = 30.0, 3.0
@@ -84,10 +84,5 @@ class CeleryWorkers:
         """Warm shutdown (SIGTERM); kill whatever is still there after a while."""
         for process in self.processes:
             process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        reap(self.processes, 20)
         self.processes = []

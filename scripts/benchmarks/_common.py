@@ -119,22 +119,52 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
-def timed_with_cpu(
-    call: Callable[[], Any], runs: int, groups: dict[str, Sequence[int]], warmup: int = 0
-) -> tuple[list[float], dict[str, float]]:
-    """Wall times of ``runs`` calls, and the CPU ms per call each group of processes spent.
+class Sampler:
+    """Times calls in blocks and counts the CPU each group of processes spent on them.
 
     On a machine with few cores, CPU per request bounds latency once every process involved
-    competes for the same cores: this is what tells a slow path from a busy machine.
+    competes for the same cores: it tells a slow path from a busy machine. Two samplers run in
+    alternating blocks (``interleave``) see the same background load, so their ratio holds even
+    when other work shares the machine.
     """
-    for _ in range(warmup):
-        call()
-    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
-    samples = timed(call, runs)
-    cpu = {
-        f"{name}_ms": ms((cpu_seconds(pids) - before[name]) / runs) for name, pids in groups.items()
-    }
-    return samples, cpu
+
+    def __init__(self, call: Callable[[], Any], groups: dict[str, Sequence[int]]) -> None:
+        self.call = call
+        self.groups = groups
+        self.samples: list[float] = []
+        self.cpu = dict.fromkeys(groups, 0.0)
+
+    def block(self, runs: int) -> None:
+        """Time ``runs`` more calls."""
+        before = {name: cpu_seconds(pids) for name, pids in self.groups.items()}
+        self.samples += timed(self.call, runs)
+        for name, pids in self.groups.items():
+            self.cpu[name] += cpu_seconds(pids) - before[name]
+
+    def cpu_per_call(self) -> dict[str, float]:
+        """CPU ms per call, by group."""
+        runs = max(1, len(self.samples))
+        return {f"{name}_ms": ms(seconds / runs) for name, seconds in self.cpu.items()}
+
+
+def interleave(samplers: Sequence[Sampler], runs: int, blocks: int = 10, warmup: int = 5) -> None:
+    """``runs`` calls of each sampler, alternating in ``blocks`` blocks after a warm-up."""
+    for sampler in samplers:
+        timed(sampler.call, 0, warmup)
+    per_block = max(1, runs // blocks)
+    for _ in range(blocks):
+        for sampler in samplers:
+            sampler.block(per_block)
+
+
+def reap(processes: Sequence[subprocess.Popen[Any]], timeout: float) -> None:
+    """Wait for processes asked to stop; kill whichever is still there after ``timeout``."""
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_command(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
@@ -210,12 +240,7 @@ class ListenerFleet:
         for process in self.processes:
             if process.stdin is not None and not process.stdin.closed:
                 process.stdin.close()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        reap(self.processes, 15)
         self.processes = []
 
 

@@ -5,10 +5,15 @@ library (``ControlClient.send``) and through the CLI (``drainctl ping``, a fresh
 Celery, on the same redis-server, against N real workers (solo pool): ``app.control.ping`` with
 ``limit=N`` (returns once N replies are in), with its defaults (waits out its 1 s timeout), and
 the ``celery inspect ping`` CLI. Ratios compare medians measured in this run.
+
+Where both are measured, both fleets run at once and the library calls alternate in blocks, so
+drainctl and Celery see the same background load and the ratio holds on a busy machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from typing import Any
 
@@ -16,6 +21,8 @@ from _celery import CeleryWorkers, control_app, worker_env
 from _common import (
     BIN,
     ListenerFleet,
+    Sampler,
+    interleave,
     latency,
     median_ms,
     new_app,
@@ -26,7 +33,6 @@ from _common import (
     standalone,
     time_command,
     timed,
-    timed_with_cpu,
     wait_until,
 )
 
@@ -36,61 +42,71 @@ from drainctl import Command, ControlClient, Settings
 LAYOUTS = {1: (1, 1), 4: (4, 1), 50: (5, 10), 200: (10, 20)}
 
 
-def drainctl_ping(url: str, redis_pid: int, listeners: int) -> dict[str, Any]:
-    """p50/p99 of the library call and the median of the CLI, to ``listeners`` listeners."""
-    hosts, per_host = LAYOUTS[listeners]
+def drainctl_ping(client: ControlClient, expected: int) -> None:
+    """One ping through the library; every listener must answer."""
+    outcome = client.send(Command.PING, timeout=5)
+    if not outcome.ok or len(outcome.replies) != expected:
+        raise RuntimeError(f"ping reached {len(outcome.replies)} of {expected}")
+
+
+def celery_ping(control: Any, expected: int) -> None:
+    """One ``control.ping(limit=N)``; it returns as soon as N workers answered."""
+    replies = control.ping(limit=expected, timeout=1.0)
+    if len(replies) != expected:
+        raise RuntimeError(f"celery ping reached {len(replies)} of {expected}")
+
+
+def measure(url: str, redis_pid: int, size: int, with_celery: bool) -> dict[str, Any]:
+    """drainctl (and Celery) pinging ``size`` processes, library calls in alternating blocks."""
+    hosts, per_host = LAYOUTS[size]
     app = new_app()
-    with ListenerFleet(url, app, hosts, per_host) as fleet:
+    me = [os.getpid()]
+    with contextlib.ExitStack() as stack:
+        fleet = stack.enter_context(ListenerFleet(url, app, hosts, per_host))
         client = ControlClient(Settings(redis_url=url, app=app))
-        wait_until(lambda: len(client.live()) == listeners, 30, f"{listeners} listeners")
-
-        def ping() -> None:
-            outcome = client.send(Command.PING, timeout=5)
-            if not outcome.ok or len(outcome.replies) != listeners:
-                raise RuntimeError(f"ping reached {len(outcome.replies)} of {listeners}")
-
-        requests = pick(200, 200 if listeners <= 4 else 50)
-        groups = {"requester": [os.getpid()], "listeners": fleet.pids, "redis": [redis_pid]}
-        samples, cpu = timed_with_cpu(ping, requests, groups, warmup=10)
-        library = latency(samples)
+        stack.callback(client.client.close)
+        wait_until(lambda: len(client.live()) == size, 30, f"{size} listeners")
+        groups = {"requester": me, "listeners": fleet.pids, "redis": [redis_pid]}
+        samplers = [Sampler(functools.partial(drainctl_ping, client, size), groups)]
+        if with_celery:
+            workers = stack.enter_context(CeleryWorkers(url, size))
+            control = control_app(url).control
+            groups = {"requester": me, "workers": workers.pids, "redis": [redis_pid]}
+            samplers.append(Sampler(functools.partial(celery_ping, control, size), groups))
+        interleave(samplers, pick(200, 200 if size <= 4 else 50))
         argv = [str(BIN / "drainctl"), "--redis-url", url, "--app", app, "ping"]
-        cli = median_ms(time_command(argv, pick(10, 3)))
-        client.client.close()
-    progress(f"drainctl ping to {listeners}: p50 {library['p50_ms']} ms, CLI {cli['median_ms']}")
-    return {
-        "listeners": listeners,
-        "processes": hosts,
-        "library": library,
-        "cpu_per_request": cpu,
-        "cli": cli,
+        ours = {
+            "listeners": size,
+            "processes": hosts,
+            "library": latency(samplers[0].samples),
+            "cpu_per_request": samplers[0].cpu_per_call(),
+            "cli": median_ms(time_command(argv, pick(10, 3))),
+        }
+        progress(f"drainctl ping to {size}: p50 {ours['library']['p50_ms']} ms")
+        if not with_celery:
+            return {"drainctl": ours}
+        theirs = celery_figures(url, samplers[1], workers, control)
+    return {"drainctl": ours, "celery": theirs}
+
+
+def celery_figures(
+    url: str, limited: Sampler, workers: CeleryWorkers, control: Any
+) -> dict[str, Any]:
+    """The interleaved ``limit=N`` figures, then the default call and the CLI, one by one."""
+    argv = [str(BIN / "celery"), "-A", "_celery_app", "inspect", "ping"]
+    figures = {
+        "workers": workers.count,
+        "start_s": round(workers.start_s, 1),
+        "control_ping_limit": latency(limited.samples),
+        "cpu_per_request": limited.cpu_per_call(),
+        "control_ping_default": median_ms(timed(control.ping, pick(5, 2))),
+        "inspect_ping_cli": median_ms(
+            time_command(argv, pick(3, 1), env=worker_env(url), warmup=0)
+        ),
     }
-
-
-def celery_ping(url: str, redis_pid: int, workers: int) -> dict[str, Any]:
-    """Celery's control.ping with limit=N and with defaults, and ``celery inspect ping``."""
-    with CeleryWorkers(url, workers) as fleet:
-        control = control_app(url).control
-
-        def ping_limit() -> None:
-            replies = control.ping(limit=workers, timeout=1.0)
-            if len(replies) != workers:
-                raise RuntimeError(f"celery ping reached {len(replies)} of {workers}")
-
-        groups = {"requester": [os.getpid()], "workers": fleet.pids, "redis": [redis_pid]}
-        samples, cpu = timed_with_cpu(ping_limit, pick(200, 50), groups, warmup=5)
-        limited = latency(samples)
-        default = median_ms(timed(control.ping, pick(5, 2)))
-        argv = [str(BIN / "celery"), "-A", "_celery_app", "inspect", "ping"]
-        cli = median_ms(time_command(argv, pick(3, 1), env=worker_env(url), warmup=0))
-    progress(f"celery ping to {workers}: limit p50 {limited['p50_ms']} ms")
-    return {
-        "workers": workers,
-        "start_s": round(fleet.start_s, 1),
-        "control_ping_limit": limited,
-        "cpu_per_request": cpu,
-        "control_ping_default": default,
-        "inspect_ping_cli": cli,
-    }
+    p50 = figures["control_ping_limit"]["p50_ms"]
+    progress(f"celery ping to {workers.count}: limit p50 {p50} ms")
+    return figures
 
 
 def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +126,9 @@ def run() -> dict[str, Any]:
     celery_sizes = pick([1, 4, 50], [1, 4])
     with redis_server() as server:
         pid = server.process.pid if server.process else 0
-        ours = {str(n): drainctl_ping(server.url, pid, n) for n in LAYOUTS}
-        theirs = {str(n): celery_ping(server.url, pid, n) for n in celery_sizes}
+        runs = {str(n): measure(server.url, pid, n, n in celery_sizes) for n in LAYOUTS}
+    ours = {n: run["drainctl"] for n, run in runs.items()}
+    theirs = {n: run["celery"] for n, run in runs.items() if "celery" in run}
     ratios = {n: compare(ours[n], theirs[n]) for n in theirs}
     p50_4 = ours["4"]["library"]["p50_ms"]
     result = {
