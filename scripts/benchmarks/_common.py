@@ -31,6 +31,7 @@ from tests.redis_server import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 QUICK_ENV = "DRAINCTL_BENCH_QUICK"
+_STARTED = time.monotonic()
 
 
 def quick() -> bool:
@@ -45,7 +46,7 @@ def pick(full: Any, fast: Any) -> Any:
 
 def progress(message: str) -> None:
     """Progress goes to stderr: stdout carries only the JSON result."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.monotonic() - _STARTED:5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def new_app(prefix: str = "bench") -> str:

@@ -130,7 +130,11 @@ def celery_cancel_consumer(url: str, workers: int) -> dict[str, Any]:
             control.add_consumer("celery", reply=True, limit=workers)
             if len(replies) != workers:
                 raise RuntimeError(f"cancel_consumer answered by {len(replies)} of {workers}")
-    return {"workers": workers, "cancel_consumer_limit": latency(samples)}
+    result = {"workers": workers, "cancel_consumer_limit": latency(samples)}
+    progress(
+        f"celery cancel_consumer to {workers}: p50 {result['cancel_consumer_limit']['p50_ms']}"
+    )
+    return result
 
 
 def run() -> dict[str, Any]:
