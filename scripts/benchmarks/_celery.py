@@ -1,11 +1,12 @@
 """N real Celery workers (solo pool) on a given Redis, the anchor drainctl is compared with.
 
-Workers run without gossip, mingle and heartbeat events: those only add background traffic, so
-turning them off can only make Celery's figures better, never worse.
+Workers run without gossip, mingle and heartbeat events unless ``lean=False``: those only add
+background traffic, so turning them off can only make Celery's figures better, never worse.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -16,11 +17,9 @@ from _common import BIN, HERE, progress, reap, wait_until
 
 # Seconds a worker may take to start, on top of a base, when many start at once on few cores.
 START_BASE_S, START_PER_WORKER_S = 30.0, 3.0
-WORKER_ARGV = [
-    str(BIN / "celery"),
-    *("-A", "_celery_app", "worker", "-P", "solo", "-l", "WARNING"),
-    *("--without-gossip", "--without-mingle", "--without-heartbeat"),
-]
+WORKER_ARGV = [str(BIN / "celery"), "-A", "_celery_app", "worker", "-P", "solo", "-l", "WARNING"]
+# Background chatter between workers; off unless a benchmark wants Celery's defaults.
+LEAN_ARGS = ["--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
 def worker_env(broker_url: str) -> dict[str, str]:
@@ -28,20 +27,22 @@ def worker_env(broker_url: str) -> dict[str, str]:
     return {**os.environ, "DRAINCTL_BENCH_BROKER": broker_url, "PYTHONPATH": str(HERE)}
 
 
+@functools.cache
 def control_app(broker_url: str) -> Any:
-    """The requester's Celery app (imported here so only Celery benchmarks pay for it)."""
-    os.environ["DRAINCTL_BENCH_BROKER"] = broker_url
-    from _celery_app import app
+    """The requester's Celery app on ``broker_url`` (Celery is imported only when needed)."""
+    os.environ.setdefault("DRAINCTL_BENCH_BROKER", broker_url)
+    from _celery_app import make_app
 
-    return app
+    return make_app(broker_url)
 
 
 class CeleryWorkers:
     """Start ``count`` workers and wait until every one answers a ping; stop them afterwards."""
 
-    def __init__(self, broker_url: str, count: int) -> None:
+    def __init__(self, broker_url: str, count: int, *, lean: bool = True) -> None:
         self.broker_url = broker_url
         self.count = count
+        self.argv = WORKER_ARGV + (LEAN_ARGS if lean else [])
         self.processes: list[subprocess.Popen[bytes]] = []
         self.start_s = 0.0
 
@@ -52,7 +53,7 @@ class CeleryWorkers:
             for index in range(self.count):
                 self.processes.append(
                     subprocess.Popen(
-                        [*WORKER_ARGV, "-n", f"w{index}@bench"],
+                        [*self.argv, "-n", f"w{index}@bench"],
                         cwd=HERE,
                         env=env,
                         stdout=subprocess.DEVNULL,

@@ -6,5 +6,13 @@ import os
 
 from celery import Celery
 
-app = Celery("bench", broker=os.environ["DRAINCTL_BENCH_BROKER"])
-app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+
+def make_app(broker_url: str) -> Celery:
+    """A Celery app on ``broker_url`` with start-up warnings settled."""
+    app = Celery("bench", broker=broker_url)
+    app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+    return app
+
+
+# What `celery -A _celery_app` (workers and the CLI) loads.
+app = make_app(os.environ["DRAINCTL_BENCH_BROKER"])
