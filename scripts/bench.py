@@ -89,6 +89,7 @@ def targets(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # Bookkeeping, not figures: left out of the Markdown table.
 UNLISTED = {"targets", "took_s", "n", "min_ms", "max_ms"}
+UNITS = {"value_ms": "{} ms", "ratio": "{}x", "value": "{}"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -106,7 +107,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name, figures in report["benchmarks"].items():
         for target, check in figures.get("targets", {}).items():
-            value = next((f"{v} {k}" for k, v in check.items() if k != "met"), "")
+            value = " ".join(UNITS[k].format(v) for k, v in check.items() if k in UNITS)
             lines.append(f"| {name}: {target} | {value} | {'yes' if check.get('met') else 'NO'} |")
     lines += ["", "| benchmark | figure | value |", "| --- | --- | --- |"]
     for name, figures in report["benchmarks"].items():

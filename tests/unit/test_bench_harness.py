@@ -36,7 +36,7 @@ def modules(tmp_path: Path) -> Path:
         "    print('progress on stdout must not spoil the JSON')\n"
         "    quick = os.environ['DRAINCTL_BENCH_QUICK'] == '1'\n"
         "    return {'p50_ms': 0.5 * FACTOR, 'quick': quick,\n"
-        "            'targets': {'under_1ms': {'met': True}}}\n"
+        "            'targets': {'under_1ms': {'value_ms': 0.5, 'met': True}}}\n"
     )
     (tmp_path / "broken.py").write_text("def run():\n    raise RuntimeError('boom')\n")
     return tmp_path
@@ -104,6 +104,6 @@ def test_markdown_table_replaces_only_the_generated_part(
     assert text.startswith("# Prose\n")
     assert text.endswith("More prose.\n")
     assert "old table" not in text
-    assert "| fast: under_1ms |  | yes |" in text
+    assert "| fast: under_1ms | 0.5 ms | yes |" in text
     assert "| fast | p50_ms | 1.0 |" in text
     assert "Command: `scripts/bench --quick fast`" in text
