@@ -62,9 +62,13 @@ def test_failing_module_is_an_error_entry(bench: ModuleType, modules: Path):
 
 
 def test_targets_are_collected_by_benchmark(bench: ModuleType):
-    """The report lists every target of every benchmark as name.target -> met."""
-    results = {"a": {"targets": {"x": {"met": True}, "y": {"met": False}}}, "b": {"p50_ms": 1}}
-    assert bench.targets(results) == {"a.x": True, "a.y": False}
+    """The report lists every target (a targets dict or a meets_target flag) as name.target."""
+    results = {
+        "a": {"targets": {"x": {"met": True}, "y": {"met": False}}},
+        "b": {"p50_ms": 1},
+        "c": {"meets_target": True},
+    }
+    assert bench.targets(results) == {"a.x": True, "a.y": False, "c.meets_target": True}
 
 
 def test_unknown_benchmark_is_a_usage_error(bench: ModuleType, capsys: pytest.CaptureFixture[str]):
