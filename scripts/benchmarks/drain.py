@@ -180,7 +180,7 @@ def run() -> dict[str, Any]:
             ),
         },
         "targets": {"200_acked_under_100ms": {"value_ms": acked, "met": acked < 100}},
-        "adapter": "generic JobsAdapter (worker adapters not on main yet; see clock_drain)",
+        "adapter": "generic JobsAdapter (clock and worker adapters: see clock_drain, worker_drain)",
     }
 
 
