@@ -7,7 +7,6 @@ Only click is imported at start-up; redis, rich and the library load inside each
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,6 +99,10 @@ def main(
     ctx: click.Context, redis_url: str | None, app: str | None, as_json: bool, verbose: bool
 ) -> None:
     """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
+    # Imported here, not at the top: `drainctl --help` never gets this far, and logging (with
+    # traceback) was a tenth of its start-up time.
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
