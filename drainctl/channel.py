@@ -143,10 +143,9 @@ class ControlClient:
     def _pop_replies(self, key: str, wanted: int, timeout: float) -> list[bytes]:
         """Wait up to ``timeout`` for replies; take up to ``wanted`` of them in one round trip.
 
-        Every Redis command costs some 70 us of CPU in redis-py, so a
-        ping to N instances must not spend an extra empty LPOP per reply. BLMPOP (Redis >= 7)
-        blocks and takes everything queued at once; older servers get BLPOP, then LPOP only
-        when more replies are still expected.
+        Every Redis command costs some 70 us of CPU in redis-py, so a ping to N instances must
+        not spend an extra empty LPOP per reply. BLMPOP (Redis >= 7) blocks and takes everything
+        queued at once; older servers get BLPOP, then LPOP only when more replies are expected.
         """
         if self._multipop:
             try:
