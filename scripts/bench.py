@@ -70,10 +70,18 @@ def child(path: Path) -> None:
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    # Whatever the benchmark prints is progress: keep stdout for the JSON alone.
-    with contextlib.redirect_stdout(sys.stderr):
-        spec.loader.exec_module(module)
-        figures = module.run()
+    # Whatever the benchmark (or a process it starts) prints is progress: keep stdout for the
+    # JSON alone, at the file-descriptor level so child processes follow.
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            spec.loader.exec_module(module)
+            figures = module.run()
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
     print(json.dumps(figures))
 
 

@@ -31,9 +31,10 @@ def bench() -> ModuleType:
 def modules(tmp_path: Path) -> Path:
     (tmp_path / "_helper.py").write_text("FACTOR = 2\n")
     (tmp_path / "fast.py").write_text(
-        "import os\nfrom _helper import FACTOR\n"
+        "import os, subprocess\nfrom _helper import FACTOR\n"
         "def run():\n"
         "    print('progress on stdout must not spoil the JSON')\n"
+        "    subprocess.run(['echo', 'nor what a child process prints'], check=True)\n"
         "    quick = os.environ['DRAINCTL_BENCH_QUICK'] == '1'\n"
         "    return {'p50_ms': 0.5 * FACTOR, 'quick': quick,\n"
         "            'targets': {'under_1ms': {'value_ms': 0.5, 'met': True}}}\n"
