@@ -85,7 +85,7 @@ def idle_drain(url: str, processes: int) -> dict[str, Any]:
     app = new_app()
     with ListenerFleet(url, app, processes, 1, "--jobs"):
         client = _client(url, app, processes)
-        drains, pings = _alternate(client, processes, pick(40, 12))
+        drains, pings = _alternate(client, processes, pick(40, 8))
         client.client.close()
     result = {"processes": processes, "drain_ack": latency(drains), "ping": latency(pings)}
     progress(f"drain to {processes} idle: p50 {result['drain_ack']['p50_ms']} ms")
@@ -144,7 +144,7 @@ def celery_cancel_consumer(url: str, workers: int) -> dict[str, Any]:
     with CeleryWorkers(url, workers):
         control = control_app(url).control
         samples = []
-        for _ in range(pick(30, 10)):
+        for _ in range(pick(30, 6)):
             started = time.perf_counter()
             replies = control.cancel_consumer("celery", reply=True, limit=workers)
             samples.append(time.perf_counter() - started)

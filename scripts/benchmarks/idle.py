@@ -1,7 +1,7 @@
 """Idle cost of one listener: Redis commands per second, connections held, CPU used.
 
 One listener with default settings (heartbeat every 5 s, blocking read returning every 30 s) in
-its own process, on a redis-server nobody else uses, watched for 60 s (15 s with --quick):
+its own process, on a redis-server nobody else uses, watched for 60 s (10 s with --quick):
 commands from ``INFO commandstats`` deltas (our own INFO and CLIENT calls excluded),
 connections held by the process (psutil), CPU from the listener threads' times (psutil).
 The anchor, over the same window on a second redis-server: one Celery worker (solo pool) with
@@ -66,7 +66,7 @@ def figures(monitor: redis.Redis, before: dict[str, int], window: float) -> dict
 
 def run() -> dict[str, Any]:
     """One idle listener and, as the anchor, one idle Celery worker, over the same window."""
-    window = pick(60.0, 15.0)
+    window = pick(60.0, 10.0)
     with contextlib.ExitStack() as stack:
         ours, theirs = (stack.enter_context(redis_server()) for _ in range(2))
         fleet = stack.enter_context(ListenerFleet(ours.url, new_app(), 1, 1))
