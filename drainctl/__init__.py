@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ProtocolError,
         PushFailed,
         RedisUnavailable,
+        Unauthenticated,
         VerifyFailed,
     )
     from drainctl.identity import Identity
@@ -50,6 +51,7 @@ _EXPORTS = {
     "ProtocolError": "drainctl.errors",
     "PushFailed": "drainctl.errors",
     "RedisUnavailable": "drainctl.errors",
+    "Unauthenticated": "drainctl.errors",
     "VerifyFailed": "drainctl.errors",
     "Identity": "drainctl.identity",
     "ControlListener": "drainctl.listener",
@@ -84,6 +86,7 @@ __all__ = [
     "Settings",
     "State",
     "Target",
+    "Unauthenticated",
     "VerifyFailed",
     "__version__",
 ]

@@ -7,6 +7,7 @@ the registry how many replies to expect and returns as soon as all of them are i
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -19,13 +20,15 @@ from drainctl.config import Settings
 from drainctl.connection import ServerClock, connect, translate_outage
 from drainctl.errors import ProtocolError
 from drainctl.keys import Keys
-from drainctl.protocol import Command, Reply, Request
+from drainctl.protocol import Command, Reply, Request, Seal
 from drainctl.registry import InstanceRecord, Registry
+from drainctl.signing import Signer, target_doc
 
 logger = logging.getLogger(__name__)
 
 # Replies outlive the request by this much so a slow requester still finds them.
 REPLY_GRACE = 5.0
+MAX_REPLY_TTL = 3600.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class ControlClient:
         self.client = client if client is not None else connect(settings, max_connections=4)
         self.registry = Registry(self.client, self.app)
         self.sender = sender
+        self.signer = Signer.from_settings(settings)
         self.clock: ServerClock | None = None
         # Whether the server has BLMPOP; learnt from the first refusal.
         self._multipop = True
@@ -96,7 +100,7 @@ class ControlClient:
             records = self.registry.live(
                 target.process_types,
                 target.instance_id,
-                deliver=request.encode(),
+                deliver=request.encode(self._seal(target)),
                 inbox_ttl_ms=round(timeout * 1000),
             )
             if records:
@@ -134,7 +138,7 @@ class ControlClient:
             raws = self._pop_replies(request.reply_to, expected - len(replies), wait)
             now = time.monotonic()
             for raw in raws:
-                reply = _decode_reply(raw, request.id)
+                reply = self._decode_reply(raw, request.id)
                 if reply is not None and reply.instance_id not in replies:
                     replies[reply.instance_id] = reply
                     outcome.latency[reply.instance_id] = now - started
@@ -162,25 +166,40 @@ class ControlClient:
             raws.extend(cast(list[bytes], self.client.lpop(key, wanted - 1) or []))
         return raws
 
+    def _seal(self, target: Target) -> Seal | None:
+        signer, clock = self.signer, self.clock
+        if signer is None or clock is None:
+            return None
+        # The same bytes go to every selected inbox, so they name the target, not one recipient.
+        to = target_doc(target.instance_id, target.process_types)
+        return lambda body, kind: signer.sign(body | {"to": to}, kind, clock.now())
 
-def _decode_reply(raw: bytes, request_id: str) -> Reply | None:
-    try:
-        reply = Reply.decode(raw)
-    except ProtocolError as exc:
-        logger.warning("ignoring a malformed reply: %s", exc)
-        return None
-    if reply.request_id != request_id:
-        logger.warning("ignoring a reply to another request (%s)", reply.request_id)
-        return None
-    return reply
+    def _check_reply(self, body: dict[str, Any], kind: str) -> None:
+        # A reply needs no nonce: it is bound to this request by its (signed) request id.
+        if self.signer is not None and self.clock is not None:
+            self.signer.verify(body, kind, self.clock.now())
+
+    def _decode_reply(self, raw: bytes, request_id: str) -> Reply | None:
+        try:
+            reply = Reply.decode(raw, self._check_reply)
+        except ProtocolError as exc:
+            logger.warning("ignoring a reply: %s", exc)
+            return None
+        if reply.request_id != request_id:
+            logger.warning("ignoring a reply to another request (%s)", reply.request_id)
+            return None
+        return reply
 
 
 class Inbox:
     """The listener side: one instance's inbox and the way back to requesters."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, instance_id: str) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, instance_id: str, signer: Signer | None = None
+    ) -> None:
         self.client = client
         self.key = keys.inbox(instance_id)
+        self.signer = signer
 
     def pop(self, timeout: float) -> bytes | None:
         """Block up to ``timeout`` seconds for the next raw request."""
@@ -189,8 +208,11 @@ class Inbox:
 
     def reply(self, request: Request, reply: Reply, now: float) -> None:
         """Push ``reply`` to the request's reply list, which expires shortly after the request."""
-        ttl_ms = max(1, round((request.expires_at - now + REPLY_GRACE) * 1000))
+        # Clamped: a far-future expires_at must neither overflow nor keep the list for years.
+        ttl = min(max(request.expires_at - now, 0.0), MAX_REPLY_TTL) + REPLY_GRACE
+        ttl_ms = round(ttl * 1000)
         pipe = self.client.pipeline(transaction=False)
-        pipe.rpush(request.reply_to, reply.encode())
+        seal = None if self.signer is None else functools.partial(self.signer.sign, now=now)
+        pipe.rpush(request.reply_to, reply.encode(seal))
         pipe.pexpire(request.reply_to, ttl_ms)
         pipe.execute()

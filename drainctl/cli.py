@@ -42,11 +42,29 @@ class Options:
     app: str | None
     json: bool
     verbose: bool = False
+    secret: str | None = None
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+    warned: bool = False
 
     def settings(self) -> Settings:
-        from drainctl.config import Settings
+        from drainctl.config import Settings, parse_secrets
 
-        return Settings.from_env(redis_url=self.redis_url, app=self.app)
+        settings = Settings.from_env(
+            redis_url=self.redis_url,
+            app=self.app,
+            secrets=parse_secrets(self.secret) if self.secret else None,
+            ssl_cert_reqs=self.ssl_cert_reqs,
+            ssl_ca_certs=self.ssl_ca_certs,
+        )
+        if not settings.secrets and not self.warned:
+            self.warned = True
+            click.echo(
+                "drainctl: warning: control messages are unauthenticated "
+                "(set DRAINCTL_SECRET or pass --secret)",
+                err=True,
+            )
+        return settings
 
     def client(self) -> ControlClient:
         from drainctl.channel import ControlClient
@@ -93,10 +111,35 @@ def handle_errors(func: F) -> F:
 )
 @click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--secret",
+    metavar="S1[,S2]",
+    help="Shared secret(s) to sign control messages, signing with the first "
+    "[env DRAINCTL_SECRET, preferred: arguments are visible in ps].",
+)
+@click.option(
+    "--ssl-cert-reqs",
+    type=click.Choice(["none", "optional", "required"]),
+    help="TLS certificate check for rediss:// ('none' for Heroku's self-signed certificates) "
+    "[env DRAINCTL_SSL_CERT_REQS].",
+)
+@click.option(
+    "--ssl-ca-certs",
+    metavar="FILE",
+    help="CA file to verify the rediss:// server with [env DRAINCTL_SSL_CA_CERTS].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
 @click.pass_context
 def main(
-    ctx: click.Context, redis_url: str | None, app: str | None, as_json: bool, verbose: bool
+    ctx: click.Context,
+    *,
+    redis_url: str | None,
+    app: str | None,
+    as_json: bool,
+    secret: str | None,
+    ssl_cert_reqs: str | None,
+    ssl_ca_certs: str | None,
+    verbose: bool,
 ) -> None:
     """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
     # Imported here, not at the top: `drainctl --help` never gets this far, and logging (with
@@ -108,7 +151,15 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx.obj = Options(redis_url=redis_url, app=app, json=as_json, verbose=verbose)
+    ctx.obj = Options(
+        redis_url=redis_url,
+        app=app,
+        json=as_json,
+        verbose=verbose,
+        secret=secret,
+        ssl_cert_reqs=ssl_cert_reqs,
+        ssl_ca_certs=ssl_ca_certs,
+    )
 
 
 def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drainctl.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+SSL_CERT_REQS = ("none", "optional", "required")
+# Query parameters of a Redis URL that carry credentials and must be masked like the password.
+_SECRET_PARAMS = frozenset({"password", "ssl_password"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,25 @@ class Settings:
     connect_timeout: float = 3.0
     # A SIGKILLed clock's lease is taken over by another clock within this many seconds.
     lease_ttl: float = 15.0
+    # Shared secrets for signing control messages: sign with the first, accept any (rotation).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    # How far a signed message's timestamp may be from the Redis server's clock.
+    max_skew: float = 60.0
+    # TLS for rediss:// URLs: "none" accepts a self-signed certificate (Heroku), or name a CA file.
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ssl_cert_reqs is not None and self.ssl_cert_reqs not in SSL_CERT_REQS:
+            allowed = ", ".join(SSL_CERT_REQS)
+            raise ConfigError(f"ssl_cert_reqs must be one of {allowed}, got {self.ssl_cert_reqs!r}")
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: never show the password or the secrets.
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.repr}
+        shown["redis_url"] = mask_url(self.redis_url)
+        body = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+        return f"Settings({body}, secrets=<{len(self.secrets)} hidden>)"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -51,10 +73,13 @@ class Settings:
             or "unknown",
             "commit": env.get("HEROKU_SLUG_COMMIT") or None,
         }
-        if interval := env.get("DRAINCTL_HEARTBEAT_INTERVAL"):
-            found["heartbeat_interval"] = _positive_float("DRAINCTL_HEARTBEAT_INTERVAL", interval)
-        if ttl := env.get("DRAINCTL_LEASE_TTL"):
-            found["lease_ttl"] = _positive_float("DRAINCTL_LEASE_TTL", ttl)
+        for name, key in _FLOAT_ENV.items():
+            if raw := env.get(name):
+                found[key] = _positive_float(name, raw)
+        if secret := env.get("DRAINCTL_SECRET"):
+            found["secrets"] = parse_secrets(secret)
+        found["ssl_cert_reqs"] = env.get("DRAINCTL_SSL_CERT_REQS") or None
+        found["ssl_ca_certs"] = env.get("DRAINCTL_SSL_CA_CERTS") or None
         found.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**found)
 
@@ -69,6 +94,23 @@ class Settings:
         return validate_name("app", self.app)
 
 
+_FLOAT_ENV = {
+    "DRAINCTL_HEARTBEAT_INTERVAL": "heartbeat_interval",
+    "DRAINCTL_CONNECT_TIMEOUT": "connect_timeout",
+    "DRAINCTL_LEASE_TTL": "lease_ttl",
+    "DRAINCTL_MAX_SKEW": "max_skew",
+}
+
+
+def parse_secrets(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """``"new,old"`` (or a list) as a tuple of non-empty secrets, the signing one first."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    secrets = tuple(item.strip() for item in items if item.strip())
+    if not secrets:
+        raise ConfigError("the secret list is empty")
+    return secrets
+
+
 def validate_name(what: str, value: str) -> str:
     """Names become part of Redis keys: letters, digits, '.', '_' and '-' only."""
     if not _NAME.match(value):
@@ -80,13 +122,15 @@ def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, safe for logs and error messages."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        port = f":{parts.port}" if parts.port else ""
+        netloc = parts.netloc
+        if parts.password is not None:
+            port = f":{parts.port}" if parts.port else ""
+            netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unparseable url>"
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    masked = [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in query]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked, safe="*")))
 
 
 def _positive_float(name: str, raw: str) -> float:

@@ -6,9 +6,13 @@ drainctl keeps at most two connections per listener process (Heroku's smallest R
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -16,6 +20,8 @@ from redis.retry import Retry
 
 from drainctl.config import Settings, mask_url
 from drainctl.errors import ConfigError, RedisUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Errors that mean "Redis is not there right now"; anything else from redis-py is a bug or a
 # misconfiguration and should surface as such.
@@ -45,10 +51,41 @@ def connect(
             health_check_interval=0,
             retry=Retry(NoBackoff(), 0),
             client_name=name,
+            **tls_options(settings),
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_url(settings.redis_url)}: {exc}") from None
     return redis.Redis(connection_pool=pool)
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """redis-py's TLS options for a ``rediss://`` URL (the URL's own query parameters win).
+
+    ``ssl_cert_reqs=none`` is what Heroku documents for its self-signed certificates; it is
+    accepted but logged, since it leaves the connection open to a man in the middle.
+    """
+    try:
+        parts = urlsplit(settings.redis_url)
+        query = parse_qs(parts.query)
+    except ValueError:
+        return {}  # redis-py reports the malformed URL
+    if parts.scheme != "rediss":
+        return {}
+    options: dict[str, Any] = {}
+    if settings.ssl_cert_reqs is not None and "ssl_cert_reqs" not in query:
+        options["ssl_cert_reqs"] = settings.ssl_cert_reqs
+    if settings.ssl_ca_certs is not None and "ssl_ca_certs" not in query:
+        if not Path(settings.ssl_ca_certs).is_file():
+            raise ConfigError(f"CA file {settings.ssl_ca_certs} does not exist")
+        options["ssl_ca_certs"] = settings.ssl_ca_certs
+    cert_reqs = options.get("ssl_cert_reqs") or query.get("ssl_cert_reqs", [""])[0]
+    if cert_reqs.lower() == "none":
+        logger.warning(
+            "TLS certificate verification is off for %s (ssl_cert_reqs=none): "
+            "pass a CA file with ssl_ca_certs to verify it",
+            mask_url(settings.redis_url),
+        )
+    return options
 
 
 @contextmanager

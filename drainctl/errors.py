@@ -4,6 +4,7 @@
 DrainctlError
 ├── ConfigError            bad settings or arguments            (CLI exit 2)
 ├── ProtocolError          a control message that cannot be decoded
+│   └── Unauthenticated    unsigned, wrongly signed, expired or replayed
 ├── RedisUnavailable       Redis cannot be reached               (CLI exit 6)
 ├── NotAcknowledged        some instance did not answer or failed (CLI exit 3)
 ├── PushFailed             the push command failed               (CLI exit 4)
@@ -27,6 +28,10 @@ class ConfigError(DrainctlError):
 
 class ProtocolError(DrainctlError):
     """A control message is not valid JSON, has the wrong shape or an unknown version."""
+
+
+class Unauthenticated(ProtocolError):
+    """A control message failed authentication; the message never contains a secret."""
 
 
 class RedisUnavailable(DrainctlError):

@@ -66,3 +66,7 @@ class Keys:
     def fence(self, release: str) -> str:
         """A deploy's fence on one release (JSON); expires on its own, lifted by its deploy."""
         return f"{self.base}fence:{release}"
+
+    def nonce(self, instance_id: str, nonce: str) -> str:
+        """A signed request's nonce as seen by one instance; expires once it could not pass."""
+        return f"{self.base}nonce:{instance_id}:{nonce}"

@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from drainctl.adapters.base import Adapter, DrainReport, NullAdapter
 from drainctl.channel import Inbox
-from drainctl.config import Settings, mask_url
+from drainctl.config import Settings, mask_url, parse_secrets
 from drainctl.connection import REDIS_ERRORS, ServerClock, connect
 from drainctl.errors import DrainctlError, ProtocolError
 from drainctl.fence import Change, FenceGuard
@@ -33,6 +33,7 @@ from drainctl.identity import Identity
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, State
 from drainctl.registry import INDEX_REFRESH_EVERY, Registry
+from drainctl.signing import Gate, NonceStore, Signer
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,15 @@ class ControlListener:
         adapter: Adapter | None = None,
         *,
         settings: Settings | None = None,
+        secret: str | Sequence[str] | None = None,
     ) -> None:
         base = settings if settings is not None else Settings.from_env()
-        self.settings = base.replace(app=app, process_type=process_type, redis_url=redis_url)
+        self.settings = base.replace(
+            app=app,
+            process_type=process_type,
+            redis_url=redis_url,
+            secrets=None if secret is None else parse_secrets(secret),
+        )
         self.identity = Identity.from_settings(self.settings)
         # Built once: every reply carries it, and the identity never changes.
         self._instance_doc = self.identity.as_dict()
@@ -98,9 +105,14 @@ class ControlListener:
             self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
         )
         self.registry = Registry(self.redis, self.identity.app)
-        self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id)
         self.clock = ServerClock()
         self.deploy_fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
+        signer = Signer.from_settings(self.settings)
+        self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
+        nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
+        self._gate = (
+            None if signer is None else Gate(signer, nonces, self.clock, self.identity.process_type)
+        )
         self._state = State.RUNNING
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -141,6 +153,8 @@ class ControlListener:
         logger.info(
             "drainctl listener %s started for app %s", self.identity.label, self.identity.app
         )
+        if self._gate is None:
+            logger.warning("no DRAINCTL_SECRET: control messages are unauthenticated")
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -251,7 +265,11 @@ class ControlListener:
                 continue
             self._outage.recovered()
             if raw is not None and raw != _WAKE:
-                self._receive(raw)
+                try:
+                    self._receive(raw)
+                except Exception:
+                    # A bug triggered by one odd message must not stop the listener for good.
+                    logger.exception("unexpected error handling a control message")
 
     def _beat(self) -> None:
         beats = 1  # start() registered already
@@ -290,7 +308,7 @@ class ControlListener:
 
     def _receive(self, raw: bytes) -> None:
         try:
-            request = Request.decode(raw)
+            request = Request.decode(raw, self._gate)
         except ProtocolError as exc:
             logger.warning("rejected a control message: %s", exc)
             return
@@ -335,6 +353,9 @@ class ControlListener:
             reply = self._reply(request, data=handler(request))
         except _IncompleteDrain as exc:
             reply = self._reply(request, data=exc.data, error=str(exc))
+        except ProtocolError as exc:  # a bad argument: the requester's mistake, no traceback
+            logger.warning("%s request %s refused: %s", request.command.value, request.id, exc)
+            reply = self._reply(request, error=str(exc))
         except Exception as exc:
             logger.exception("%s request %s failed", request.command.value, request.id)
             reply = self._reply(request, error=f"{type(exc).__name__}: {exc}")

@@ -7,7 +7,9 @@ off does not make a dyno drop its requests as expired.
 from __future__ import annotations
 
 import json
+import math
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -16,6 +18,12 @@ from drainctl.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
+
+# Hooks for authentication (see ``drainctl.signing``), called with the JSON body and the kind
+# ("request" or "reply"): a Seal returns the body with its signature fields added, a Check raises
+# ProtocolError to reject a received body before it is trusted.
+Seal = Callable[[dict[str, Any], str], dict[str, Any]]
+Check = Callable[[dict[str, Any], str], None]
 
 
 class Command(str, Enum):
@@ -49,15 +57,15 @@ class Request:
     args: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    def encode(self) -> bytes:
-        """JSON bytes with the protocol version."""
+    def encode(self, seal: Seal | None = None) -> bytes:
+        """JSON bytes with the protocol version, signed by ``seal`` when given."""
         body = asdict(self) | {"v": PROTOCOL_VERSION, "command": self.command.value}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return _dump(body, "request", seal)
 
     @classmethod
-    def decode(cls, raw: bytes | str) -> Request:
-        """Parse and validate; raises ProtocolError for anything malformed."""
-        body = _load(raw)
+    def decode(cls, raw: bytes | str, check: Check | None = None) -> Request:
+        """Parse and validate; raises ProtocolError if malformed or refused by ``check``."""
+        body = _load(raw, "request", check)
         try:
             command = Command(body.get("command"))
         except ValueError:
@@ -84,16 +92,15 @@ class Reply:
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
-    def encode(self) -> bytes:
-        """JSON bytes with the protocol version."""
+    def encode(self, seal: Seal | None = None) -> bytes:
+        """JSON bytes with the protocol version, signed by ``seal`` when given."""
         # A shallow view: asdict() deep-copies every nested dict, which json.dumps does not need.
-        body = vars(self) | {"v": PROTOCOL_VERSION}
-        return json.dumps(body, separators=(",", ":"), default=str).encode()
+        return _dump(vars(self) | {"v": PROTOCOL_VERSION}, "reply", seal)
 
     @classmethod
-    def decode(cls, raw: bytes | str) -> Reply:
-        """Parse and validate; raises ProtocolError for anything malformed."""
-        body = _load(raw)
+    def decode(cls, raw: bytes | str, check: Check | None = None) -> Reply:
+        """Parse and validate; raises ProtocolError if malformed or refused by ``check``."""
+        body = _load(raw, "reply", check)
         error = body.get("error")
         if error is not None and not isinstance(error, str):
             raise ProtocolError("field 'error' must be a string or null")
@@ -112,7 +119,14 @@ class Reply:
         return str(self.instance.get("instance_id", "?"))
 
 
-def _load(raw: bytes | str) -> dict[str, Any]:
+def _dump(body: dict[str, Any], kind: str, seal: Seal | None) -> bytes:
+    if seal is not None:
+        # Sign what the receiver will parse: tuples become lists, other objects strings.
+        body = seal(json.loads(json.dumps(body, default=str)), kind)
+    return json.dumps(body, separators=(",", ":"), default=str).encode()
+
+
+def _load(raw: bytes | str, kind: str, check: Check | None) -> dict[str, Any]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
@@ -123,6 +137,8 @@ def _load(raw: bytes | str) -> dict[str, Any]:
         raise ProtocolError("message is not a JSON object")
     if body.get("v") != PROTOCOL_VERSION:
         raise ProtocolError(f"unsupported protocol version {body.get('v')!r}")
+    if check is not None:
+        check(body, kind)
     return body
 
 
@@ -138,4 +154,11 @@ def _number(body: dict[str, Any], name: str) -> float:
     value = body.get(name)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ProtocolError(f"field {name!r} must be a number")
-    return float(value)
+    # json.loads accepts NaN, which compares false with everything; huge integers overflow.
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ProtocolError(f"field {name!r} is out of range") from None
+    if math.isnan(number):
+        raise ProtocolError(f"field {name!r} is not a number")
+    return number

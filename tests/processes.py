@@ -6,12 +6,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def spawn_loop_worker(
-    redis_url: str, app: str, process_type: str = "worker", **env: str
+    redis_url: str,
+    app: str,
+    process_type: str = "worker",
+    *,
+    stderr: IO[bytes] | None = None,
+    **env: str,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start ``examples/fake_jobs.py``; return the process and its instance id."""
     full_env = {
@@ -27,6 +33,7 @@ def spawn_loop_worker(
         env=full_env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
     assert proc.stdout is not None

@@ -1,0 +1,130 @@
+"""Signed control messages between real listeners and requesters over a real redis-server."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from drainctl.channel import ControlClient, Target
+from drainctl.config import Settings
+from drainctl.connection import ServerClock
+from drainctl.keys import Keys
+from drainctl.listener import ControlListener
+from drainctl.protocol import Command, Reply, Request
+from drainctl.signing import Signer
+
+SECRET = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def listener(settings: Settings) -> Iterator[ControlListener]:
+    started = ControlListener(settings=settings.replace(process_type="worker"), secret=SECRET)
+    yield started.start()
+    started.stop()
+
+
+def signed_request(settings: Settings, client: redis.Redis) -> bytes:
+    """A validly signed ping to the whole app, as the CLI would send it."""
+    clock = ServerClock()
+    clock.sync(client)
+    now = clock.now()
+    request_id = uuid.uuid4().hex
+    request = Request(
+        command=Command.PING,
+        sender="test",
+        sent_at=now,
+        expires_at=now + 10,
+        reply_to=Keys(settings.require_app()).reply(request_id),
+        id=request_id,
+    )
+    return request.encode(functools.partial(Signer([SECRET]).sign, now=now))
+
+
+def test_signed_ping_is_answered_and_reply_verified(
+    settings: Settings, listener: ControlListener
+) -> None:
+    """With the same secret on both sides, requests and replies pass verification."""
+    outcome = ControlClient(settings.replace(secrets=(SECRET,))).send(Command.PING, timeout=5)
+    assert outcome.ok
+    assert [r.instance_id for r in outcome.replies] == [listener.identity.instance_id]
+
+
+def test_rotation_old_secret_still_accepted(settings: Settings, listener: ControlListener) -> None:
+    """Mid-rotation, a listener on ``old,new`` talks to requesters on ``old`` and on ``new,old``."""
+    rotated = ControlListener(
+        settings=settings.replace(process_type="clock"), secret=f"{SECRET},next-secret"
+    ).start()
+    try:
+        clock = Target(process_types=frozenset({"clock"}))
+        for secrets in [(SECRET,), ("next-secret", SECRET)]:
+            client = ControlClient(settings.replace(secrets=secrets))
+            assert client.send(Command.PING, target=clock).ok
+    finally:
+        rotated.stop()
+
+
+@pytest.mark.parametrize("secrets", [(), ("wrong-secret",)])
+def test_unsigned_or_wrongly_signed_requests_are_refused_and_logged(
+    settings: Settings,
+    listener: ControlListener,
+    caplog: pytest.LogCaptureFixture,
+    secrets: tuple[str, ...],
+) -> None:
+    """Unsigned or wrongly signed drains are not executed; each rejection is logged, no secret."""
+    caplog.set_level(logging.WARNING, logger="drainctl")
+    outcome = ControlClient(settings.replace(secrets=secrets)).send(
+        Command.DRAIN, args={"deadline": 0}, timeout=1
+    )
+    assert [r.instance_id for r in outcome.missing] == [listener.identity.instance_id]
+    assert listener.state.value == "running"
+    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert rejections
+    assert "unsigned" in rejections[0] or "bad signature" in rejections[0]
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+def test_requester_refuses_unsigned_replies(settings: Settings) -> None:
+    """A requester with a secret ignores replies from a listener that signs nothing."""
+    plain = ControlListener(settings=settings.replace(process_type="web")).start()
+    try:
+        outcome = ControlClient(settings.replace(secrets=(SECRET,))).send(Command.PING, timeout=1)
+        assert not outcome.replies
+        assert [r.instance_id for r in outcome.missing] == [plain.identity.instance_id]
+    finally:
+        plain.stop()
+
+
+def test_replayed_request_is_executed_once(
+    settings: Settings, listener: ControlListener, redis_client: redis.Redis
+) -> None:
+    """The same signed request pushed twice gets one reply; the replay is refused."""
+    raw = signed_request(settings, redis_client)
+    inbox = Keys(listener.identity.app).inbox(listener.identity.instance_id)
+    redis_client.rpush(inbox, raw, raw)
+    redis_client.pexpire(inbox, 10_000)
+    reply_to = Request.decode(raw).reply_to
+    # The listener serves its inbox in order: once a later ping is answered, both copies were seen.
+    assert ControlClient(settings.replace(secrets=(SECRET,))).send(Command.PING, timeout=5).ok
+    replies = redis_client.lrange(reply_to, 0, -1)
+    assert len(replies) == 1
+    Reply.decode(replies[0], functools.partial(Signer([SECRET]).verify, now=time.time()))
+    redis_client.delete(reply_to)
+
+
+def test_cli_warns_once_without_secret(settings: Settings, listener: ControlListener) -> None:
+    """Without a secret the CLI still works but warns, once, that messages are unauthenticated."""
+    from click.testing import CliRunner
+
+    from drainctl.cli import main
+
+    result = CliRunner().invoke(
+        main, ["--redis-url", settings.redis_url, "--app", settings.require_app(), "status"]
+    )
+    assert result.exit_code == 0
+    assert result.stderr.count("unauthenticated") == 1
