@@ -1,48 +1,38 @@
 """Soak: 100,000 signed pings to one listener process; failures, memory growth, keys left.
 
-The listener runs in its own process (tests/host_app.py, doing short jobs meanwhile) on a
-private redis-server. After 1,000 warm-up pings (bounded caches filled), resident memory is
-read, then again after the soak; the app's drainctl key count is read after registration and
-once the last nonces have expired. ``DRAINCTL_BENCH_QUICK=1`` soaks 10,000 instead.
+The listener runs in its own process (examples/fake_jobs.py via tests/host_app.py, doing short
+jobs meanwhile) on a private redis-server. After 1,000 warm-up pings (bounded caches filled),
+resident memory is read, then again after the soak; the app's drainctl key count is read after
+registration and once the last nonces have expired. ``--quick`` soaks 10,000 instead. The anchor
+is the issue's budget: less than 2 MB of growth, no failure, the key count back to its start.
 
-Run alone: ``.venv/bin/python scripts/benchmarks/soak.py`` prints the JSON.
+Run alone: ``.venv/bin/python scripts/benchmarks/soak.py [--quick]`` prints the JSON.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from _common import new_app, pick, progress, redis_server, standalone
 
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.soak import soak  # noqa: E402
+from tests.soak import soak
 
-PINGS = 100_000
-QUICK_PINGS = 10_000
+RSS_BUDGET_MB = 2.0
 
 
 def run() -> dict[str, Any]:
-    """Soak one listener; the anchor is the 2 MB growth budget the issue sets."""
-    pings = QUICK_PINGS if os.environ.get("DRAINCTL_BENCH_QUICK") == "1" else PINGS
-    server = RedisServer().start()
-    try:
-        figures = soak(server.url, f"soak-{uuid.uuid4().hex[:8]}", pings)
-    finally:
-        server.cleanup()
+    """Soak one listener and compare with the budget."""
+    pings = pick(100_000, 10_000)
+    progress(f"soak: {pings} signed pings to one listener")
+    with redis_server() as server:
+        figures = soak(server.url, new_app("soak"), pings)
     return figures | {
-        "anchor_rss_growth_budget_mb": 2.0,
-        "within_budget": figures["rss_growth_mb"] < 2.0
+        "anchor_rss_growth_budget_mb": RSS_BUDGET_MB,
+        "within_budget": figures["rss_growth_mb"] < RSS_BUDGET_MB
         and figures["failures"] == 0
         and figures["keys_at_end"] == figures["keys_at_start"],
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    standalone(run)
