@@ -314,29 +314,19 @@ def rq_worker(
     """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install drainctl[rq])."""
     import os
 
+    from drainctl.adapters.base import WorkerOptions
+
     sys.path[:0] = [os.path.abspath(path) for path in paths]
     settings = opts.settings().replace(process_type=process_type)
     settings.require_app()
-    from drainctl.adapters.base import WorkerOptions
-
     try:
-        from drainctl.adapters.rq import DrainableWorker
+        from drainctl.adapters.rq import serve
     except ImportError as exc:
         from drainctl.errors import ConfigError
 
         raise ConfigError(f"rq is not installed ({exc}): pip install 'drainctl[rq]'") from None
-    from drainctl.connection import translate_outage
-
-    with translate_outage(settings):
-        import redis
-
-        worker = DrainableWorker(
-            list(queues),
-            name=name,
-            connection=redis.Redis.from_url(settings.redis_url),
-            options=WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin),
-        )
-        worker.work(burst=burst, logging_level="DEBUG" if opts.verbose else "INFO")
+    options = WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin)
+    serve(list(queues), options, name=name, burst=burst, verbose=opts.verbose)
 
 
 # deploy, verify and hook live with the deploy package; importing registers them on ``main``.

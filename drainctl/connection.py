@@ -7,6 +7,7 @@ drainctl keeps at most two connections per listener process (Heroku's smallest R
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,3 +121,29 @@ class ServerClock:
     def now(self) -> float:
         """Current time on the server's clock."""
         return time.time() + self.offset
+
+
+class OutageLog:
+    """Logs a Redis outage once when it starts and once when it ends, not once per retry."""
+
+    def __init__(self, url: str) -> None:
+        self.url = mask_url(url)
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> int:
+        """Count a failed attempt (logging the first); returns failures so far, for backoff."""
+        with self._lock:
+            self.failures += 1
+            if self.failures == 1:
+                logger.warning("lost Redis at %s (%s); retrying in the background", self.url, exc)
+            return self.failures
+
+    def recovered(self) -> bool:
+        """True when this call ends an outage (the caller should then re-sync)."""
+        with self._lock:
+            if not self.failures:
+                return False
+            logger.warning("Redis at %s is back after %d failed attempts", self.url, self.failures)
+            self.failures = 0
+            return True

@@ -25,8 +25,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from drainctl.adapters.base import Adapter, DrainReport, NullAdapter
 from drainctl.channel import Inbox
-from drainctl.config import Settings, mask_url, parse_secrets
-from drainctl.connection import REDIS_ERRORS, ServerClock, connect
+from drainctl.config import Settings, parse_secrets
+from drainctl.connection import REDIS_ERRORS, OutageLog, ServerClock, connect
 from drainctl.errors import DrainctlError, ProtocolError
 from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
@@ -45,31 +45,6 @@ _MB = 1024 * 1024
 # acknowledgement goes out first (with 200 listeners on two cores, acks came about a third
 # sooner), and a quick draining -> drained costs one write instead of two.
 STATE_BEAT_DELAY = 0.1
-
-
-class _Outage:
-    """Logs a Redis outage once when it starts and once when it ends, not once per retry."""
-
-    def __init__(self, url: str) -> None:
-        self.url = mask_url(url)
-        self.failures = 0
-        self._lock = threading.Lock()
-
-    def failed(self, exc: BaseException) -> int:
-        with self._lock:
-            self.failures += 1
-            if self.failures == 1:
-                logger.warning("lost Redis at %s (%s); retrying in the background", self.url, exc)
-            return self.failures
-
-    def recovered(self) -> bool:
-        """True when this call ends an outage (the caller should then re-sync)."""
-        with self._lock:
-            if not self.failures:
-                return False
-            logger.warning("Redis at %s is back after %d failed attempts", self.url, self.failures)
-            self.failures = 0
-            return True
 
 
 class ControlListener:
@@ -117,7 +92,7 @@ class ControlListener:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._wake_beat = threading.Event()
-        self._outage = _Outage(self.settings.redis_url)
+        self._outage = OutageLog(self.settings.redis_url)
         self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
         self._status_failing = False
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -227,7 +202,7 @@ class ControlListener:
     def heartbeat_doc(self, counters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Identity, state, adapter counters, memory and the beat time, as in the registry."""
         return {
-            **self.identity.as_dict(),
+            **self._instance_doc,
             **(counters if counters is not None else self.adapter.status()),
             "state": self._state.value,
             "deploy_fenced": self.deploy_fence.fenced,

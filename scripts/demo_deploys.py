@@ -33,8 +33,9 @@ TYPES = ("clock", "worker", "producer")
 INTERVALS = {"tick": 1.0, "report": 5.0}
 APP_ENV = {
     # The clock's misfire grace (whole seconds): runs held back by a drain still fire, late.
-    # The worker reads it as its SIGTERM budget, so under plain git push the platform's shorter
-    # grace ends in a SIGKILL, as on Heroku when a job outlasts the 30 s.
+    "DEMO_MISFIRE_GRACE": "60",
+    # The worker's SIGTERM budget: longer than the platform's, so under plain git push a job
+    # that outlasts the grace ends in a SIGKILL, as on Heroku when a job outlasts the 30 s.
     "DEMO_GRACE": "60",
     "DEMO_MARGIN": "0.5",
     "DEMO_TICK_SECONDS": str(INTERVALS["tick"]),

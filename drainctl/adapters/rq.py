@@ -39,6 +39,7 @@ from rq.job import JobStatus
 from drainctl.adapters.base import WorkerOptions
 from drainctl.adapters.jobs import Job, JobsAdapter
 from drainctl.adapters.unblock import Interrupted, InterruptiblePop
+from drainctl.connection import tls_options, translate_outage
 from drainctl.listener import ControlListener
 from drainctl.shutdown import drain_on_sigterm
 
@@ -221,3 +222,18 @@ class DrainableWorker(Worker):
             pipe.execute()
         self._requeued = True
         logger.warning("job %s requeued at the front of %s", job.id, queue.name)
+
+
+def serve(
+    queues: list[str], options: WorkerOptions, *, name: str | None, burst: bool, verbose: bool
+) -> None:
+    """Run a DrainableWorker on ``queues`` until it retires (what ``drainctl rq-worker`` does)."""
+    settings = options.listener_settings()
+    with translate_outage(settings):
+        worker = DrainableWorker(
+            queues,
+            name=name,
+            connection=redis.Redis.from_url(settings.redis_url, **tls_options(settings)),
+            options=options,
+        )
+        worker.work(burst=burst, logging_level="DEBUG" if verbose else "INFO")

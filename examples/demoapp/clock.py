@@ -9,7 +9,7 @@ or ``DRAINCTL_PROCESS_TYPE=clock``), ``HEROKU_RELEASE_VERSION`` (or ``DRAINCTL_R
 release takes the clock over), ``DRAINCTL_LEASE_TTL`` (default 15 s). Demo knobs:
 ``DEMO_TICK_SECONDS`` (``tick`` interval, default 1), ``DEMO_REPORT_SECONDS`` (``report``
 interval, default 10, 0 disables it), ``DEMO_REPORT_DURATION`` (how long ``report`` works,
-default 3), ``DEMO_GRACE`` (misfire grace time, default 60).
+default 3), ``DEMO_MISFIRE_GRACE`` (misfire grace time, default 60).
 
 Each scheduled run that executes adds 1 to the field ``{job_id}@{scheduled run time, ISO, ms}``
 of the hash ``demo:{app}:ledger:fires``; ``report`` also marks its start in
@@ -67,7 +67,7 @@ def main() -> None:
     tick_s = float(os.environ.get("DEMO_TICK_SECONDS", "1"))
     report_s = float(os.environ.get("DEMO_REPORT_SECONDS", "10"))
     report_duration = float(os.environ.get("DEMO_REPORT_DURATION", "3"))
-    grace = int(os.environ.get("DEMO_GRACE", "60"))
+    grace = int(os.environ.get("DEMO_MISFIRE_GRACE", "60"))
 
     def tick() -> None:
         ledger.record(ledger.fires, run_label("tick"))

@@ -126,7 +126,7 @@ def test_help_lists_exit_codes_and_imports_no_framework():
     probe = (
         "import sys\nfrom drainctl.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = ('redis', 'apscheduler', 'rq', 'celery', 'rich')\n"
+        "heavy = ('redis', 'apscheduler', 'rq', 'celery', 'rich', 'sh', 'logging')\n"
         "print('HEAVY', [m for m in heavy if m in sys.modules])\n"
     )
     result = subprocess.run(
