@@ -206,8 +206,14 @@ class Inbox:
         popped = self.client.blpop([self.key], timeout=timeout)
         return None if popped is None else cast(bytes, popped[1])
 
-    def reply(self, request: Request, reply: Reply, now: float) -> None:
-        """Push ``reply`` to the request's reply list, which expires shortly after the request."""
+    def reply(
+        self, request: Request, reply: Reply, now: float, *, then_pop: float | None = None
+    ) -> bytes | None:
+        """Push ``reply`` to the request's reply list, which expires shortly after the request.
+
+        With ``then_pop``, the same round trip goes on to block for the next request (as
+        :meth:`pop` does): a listener then spends one round trip per request, not two.
+        """
         # Clamped: a far-future expires_at must neither overflow nor keep the list for years.
         ttl = min(max(request.expires_at - now, 0.0), MAX_REPLY_TTL) + REPLY_GRACE
         ttl_ms = round(ttl * 1000)
@@ -215,4 +221,8 @@ class Inbox:
         seal = None if self.signer is None else functools.partial(self.signer.sign, now=now)
         pipe.rpush(request.reply_to, reply.encode(seal))
         pipe.pexpire(request.reply_to, ttl_ms)
-        pipe.execute()
+        if then_pop is not None:
+            pipe.blpop([self.key], timeout=then_pop)
+        results = pipe.execute()
+        popped = results[2] if then_pop is not None else None
+        return None if popped is None else cast(bytes, popped[1])

@@ -227,12 +227,21 @@ class ControlListener:
 
     def _serve(self) -> None:
         synced = False
+        # The answer to the last request, sent with the next blocking read in one round trip.
+        answer: tuple[Request, Reply] | None = None
         while not self._stopping.is_set():
             try:
                 if not synced:
                     self.clock.sync(self.redis)
                     synced = True
-                raw = self.inbox.pop(self.settings.block_timeout)
+                if answer is None:
+                    raw = self.inbox.pop(self.settings.block_timeout)
+                else:
+                    request, reply = answer
+                    answer = None
+                    raw = self.inbox.reply(
+                        request, reply, self.clock.now(), then_pop=self.settings.block_timeout
+                    )
             except REDIS_ERRORS as exc:
                 synced = False
                 failures = self._outage.failed(exc)
@@ -241,7 +250,7 @@ class ControlListener:
             self._outage.recovered()
             if raw is not None and raw != _WAKE:
                 try:
-                    self._receive(raw)
+                    answer = self._receive(raw)
                 except Exception:
                     # A bug triggered by one odd message must not stop the listener for good.
                     logger.exception("unexpected error handling a control message")
@@ -281,29 +290,30 @@ class ControlListener:
 
     # -- requests --------------------------------------------------------------------------
 
-    def _receive(self, raw: bytes) -> None:
+    def _receive(self, raw: bytes) -> tuple[Request, Reply] | None:
+        """Vet and dispatch one request; returns the answer the serve loop should send."""
         try:
             request = Request.decode(raw, self._gate)
         except ProtocolError as exc:
             logger.warning("rejected a control message: %s", exc)
-            return
+            return None
         if not request.reply_to.startswith(self.keys.base):
             # Never write outside the app's namespace, whatever a message asks for.
             logger.warning("rejected request %s replying outside %s", request.id, self.keys.base)
-            return
+            return None
         if request.expires_at < self.clock.now():
             logger.info("dropped expired %s request %s", request.command.value, request.id)
-            return
+            return None
         if request.id in self._seen:
             logger.info("ignored a repeated request %s", request.id)
-            return
+            return None
         self._seen[request.id] = None
         while len(self._seen) > _SEEN_REQUESTS:
             self._seen.popitem(last=False)
         if request.command is Command.DRAIN:
             self._slow.submit(self._answer, request, self._drain_request)
-        else:
-            self._answer(request, self._handlers[request.command])
+            return None
+        return request, self._respond(request, self._handlers[request.command])
 
     def _drain_request(self, request: Request) -> dict[str, Any]:
         deadline = request.args.get("deadline", 30.0)
@@ -324,20 +334,23 @@ class ControlListener:
         return self.resume()
 
     def _answer(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> None:
-        try:
-            reply = self._reply(request, data=handler(request))
-        except _IncompleteDrain as exc:
-            reply = self._reply(request, data=exc.data, error=str(exc))
-        except ProtocolError as exc:  # a bad argument: the requester's mistake, no traceback
-            logger.warning("%s request %s refused: %s", request.command.value, request.id, exc)
-            reply = self._reply(request, error=str(exc))
-        except Exception as exc:
-            logger.exception("%s request %s failed", request.command.value, request.id)
-            reply = self._reply(request, error=f"{type(exc).__name__}: {exc}")
+        reply = self._respond(request, handler)
         try:
             self.inbox.reply(request, reply, self.clock.now())
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
+
+    def _respond(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> Reply:
+        try:
+            return self._reply(request, data=handler(request))
+        except _IncompleteDrain as exc:
+            return self._reply(request, data=exc.data, error=str(exc))
+        except ProtocolError as exc:  # a bad argument: the requester's mistake, no traceback
+            logger.warning("%s request %s refused: %s", request.command.value, request.id, exc)
+            return self._reply(request, error=str(exc))
+        except Exception as exc:
+            logger.exception("%s request %s failed", request.command.value, request.id)
+            return self._reply(request, error=f"{type(exc).__name__}: {exc}")
 
     def _reply(
         self, request: Request, data: dict[str, Any] | None = None, error: str | None = None
