@@ -79,18 +79,16 @@ def main() -> None:
         ledger.record(ledger.fires, label)
 
     scheduler = BlockingScheduler(timezone=timezone.utc)
-    common = {"start_date": ANCHOR, "misfire_grace_time": grace, "coalesce": False}
-    # A tick that overlaps the next one is harmless; with the default max_instances=1 APScheduler
-    # would drop (not postpone) a run that falls due while the previous one is still writing.
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=tick_s,
-        id="tick",
-        replace_existing=True,
-        max_instances=10,
-        **common,
-    )
+    # Overlapping runs are harmless here; with the default max_instances=1 APScheduler would drop
+    # (not postpone) a run that falls due while the previous one still runs, which is what the
+    # catch-up after a deploy does: every run due in the gap is submitted at once.
+    common = {
+        "start_date": ANCHOR,
+        "misfire_grace_time": grace,
+        "coalesce": False,
+        "max_instances": 10,
+    }
+    scheduler.add_job(tick, "interval", seconds=tick_s, id="tick", replace_existing=True, **common)
     if report_s > 0:
         scheduler.add_job(
             report, "interval", seconds=report_s, id="report", replace_existing=True, **common
