@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.heroku import LocalHeroku  # noqa: E402 - needs the repo root on sys.path
-from tests.workers import wait_for  # noqa: E402
+from tests.polling import wait_for  # noqa: E402
 
 GRACE = 3.0  # SIGTERM to SIGKILL on this platform (Heroku: 30 s); some jobs run up to 6 s
 TYPES = ("clock", "worker", "producer")

@@ -17,7 +17,7 @@ from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.protocol import Command
 from tests.host_app import HostProcess
-from tests.workers import wait_for
+from tests.polling import wait_for
 
 SOAK_SECRET = "soak-secret"
 _MB = 1024 * 1024

@@ -11,11 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import redis
@@ -25,23 +23,9 @@ from drainctl.config import Settings
 from drainctl.protocol import Command
 from drainctl.registry import InstanceRecord
 from examples.demoapp import ledger
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", every: float = 0.02
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    give_up = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def command(kind: str, extra: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ import redis
 from drainctl.config import Settings
 from drainctl.localplatform.layout import Layout
 from drainctl.registry import InstanceRecord, Registry
-from tests.workers import wait_for
+from tests.polling import wait_for
 
 APP_SOURCE = Path(__file__).parent / "app"
 GIT_ENV = {
@@ -180,3 +180,14 @@ class LocalHeroku:
     def settings(self) -> Settings:
         """Settings to talk to the app."""
         return Settings(redis_url=self.redis_url, app=self.app)
+
+
+def git_work_tree(path: Path) -> Path:
+    """A git work tree with one commit, for ``drainctl deploy --push-cmd``."""
+    subprocess.run(["git", "init", "--quiet", str(path)], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet",
+         "--allow-empty", "-m", "init"],
+        cwd=path, check=True,
+    )  # fmt: skip
+    return path

@@ -13,7 +13,7 @@ import redis
 
 from drainctl.config import Settings
 from tests.clocks import grid_report, instance_doc, lease_holder, ledger, spawn_clock, stop_clock
-from tests.integration.test_listener import wait_for
+from tests.polling import wait_for
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.e2e.heroku import LocalHeroku
-from tests.workers import wait_for
+from tests.polling import wait_for
 
 JOBS = [(f"job-{i}", 0.05 + (i % 5) * 0.3) for i in range(15)]
 

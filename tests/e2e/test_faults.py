@@ -22,11 +22,12 @@ from drainctl.listener import ControlListener
 from drainctl.protocol import Command
 from drainctl.registry import Registry
 from tests.conftest import assert_no_lasting_keys
+from tests.e2e.heroku import git_work_tree
 from tests.host_app import HostProcess
+from tests.polling import wait_for
 from tests.processes import ROOT
 from tests.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
-from tests.workers import wait_for
 
 SECRET = "fault-test-secret"
 pytestmark = pytest.mark.slow
@@ -84,17 +85,6 @@ def assert_each_job_once(host: HostProcess) -> None:
     started = [int(line.split()[1]) for line in host.lines() if line.startswith("start ")]
     assert started == list(range(len(started)))
     assert host.done() == started[: len(host.done())]
-
-
-def git_work_tree(path: Path) -> Path:
-    """A git work tree with one commit, for ``drainctl deploy --push-cmd``."""
-    subprocess.run(["git", "init", "--quiet", str(path)], check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet",
-         "--allow-empty", "-m", "init"],
-        cwd=path, check=True,
-    )  # fmt: skip
-    return path
 
 
 def test_redis_restart_during_deploy_fails_closed_and_app_resumes(

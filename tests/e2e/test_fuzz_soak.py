@@ -20,9 +20,9 @@ from drainctl.keys import Keys
 from drainctl.protocol import Command, Request
 from drainctl.signing import Signer
 from tests.host_app import HostProcess
+from tests.polling import wait_for
 from tests.redis_server import RedisServer
 from tests.soak import soak
-from tests.workers import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import subprocess
 
 from drainctl.deploy.githook import CHAINED
 from tests.e2e.heroku import LocalHeroku
-from tests.workers import wait_for
+from tests.polling import wait_for
 
 RECORDING_HOOK = """#!/bin/sh
 echo "args: $*" > "{out}"

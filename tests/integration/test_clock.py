@@ -19,7 +19,7 @@ from drainctl.config import Settings
 from drainctl.errors import ConfigError
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command
-from tests.integration.test_listener import wait_for
+from tests.polling import wait_for
 
 ANCHOR = datetime(2024, 1, 1, tzinfo=timezone.utc)
 StartClock = Callable[..., ClockAdapter]

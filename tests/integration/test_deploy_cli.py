@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from drainctl.config import Settings
+from tests.e2e.heroku import git_work_tree
 
 
 def deploy(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -26,12 +27,7 @@ def test_outside_a_git_work_tree_exits_2(settings: Settings, tmp_path: Path) -> 
 
 def test_unknown_remote_exits_2(settings: Settings, tmp_path: Path) -> None:
     """A remote git does not know: exit 2 naming it; a push command skips the remote check."""
-    subprocess.run(["git", "init", "--quiet", str(tmp_path)], check=True)
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet",
-         "--allow-empty", "-m", "init"],
-        cwd=tmp_path, check=True,
-    )  # fmt: skip
+    git_work_tree(tmp_path)
     done = deploy(settings, tmp_path, "--remote", "nowhere")
     assert done.returncode == 2
     assert "unknown git remote 'nowhere'" in done.stderr

@@ -13,7 +13,8 @@ from drainctl.config import Settings
 from drainctl.protocol import Command, State
 from drainctl.registry import Registry
 from tests.integration.conftest import StartListener
-from tests.integration.test_listener import run_job_in_thread, wait_for
+from tests.integration.test_listener import run_job_in_thread
+from tests.polling import wait_for
 
 
 def test_drain_waits_for_jobs_in_flight_and_no_longer(

@@ -12,7 +12,7 @@ from drainctl.protocol import Command, State
 from drainctl.registry import Registry
 from tests.integration.conftest import StartListener
 from tests.integration.test_clock import Fires, StartClock, start_clock, ticking  # noqa: F401 - a fixture
-from tests.workers import wait_for
+from tests.polling import wait_for
 
 
 def fence(

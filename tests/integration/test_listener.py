@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,15 +22,9 @@ from drainctl.config import Settings
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command, State
 from tests.integration.conftest import StartListener
+from tests.polling import wait_for
 from tests.processes import spawn_loop_worker, stop
 from tests.redis_server import RedisServer
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def run_job_in_thread(jobs: JobsAdapter, name: str, seconds: float) -> threading.Thread:
