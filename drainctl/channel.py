@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 
 from drainctl.config import Settings
-from drainctl.connection import ServerClock, connect, translate_outage
+from drainctl.connection import Line, RawCommand, ServerClock, connect, translate_outage
 from drainctl.errors import ProtocolError
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
@@ -95,16 +95,17 @@ class ControlClient:
         target = target or Target()
         started = time.monotonic()
         outcome = Outcome(command)
-        with translate_outage(self.settings):
+        with translate_outage(self.settings), Line(self.client) as line:
             request = self._request(command, args or {}, timeout)
             records = self.registry.live(
                 target.process_types,
                 target.instance_id,
                 deliver=request.encode(self._seal(target)),
                 inbox_ttl_ms=round(timeout * 1000),
+                line=line,
             )
             if records:
-                self._gather(outcome, request, len(records), started)
+                self._gather(line, outcome, request, len(records), started)
         answered = {r.instance_id for r in outcome.replies}
         outcome.missing = [r for r in records if r.instance_id not in answered]
         outcome.elapsed = time.monotonic() - started
@@ -126,7 +127,9 @@ class ControlClient:
             id=request_id,
         )
 
-    def _gather(self, outcome: Outcome, request: Request, expected: int, started: float) -> None:
+    def _gather(
+        self, line: Line, outcome: Outcome, request: Request, expected: int, started: float
+    ) -> None:
         deadline = started + request.expires_at - request.sent_at
         replies: dict[str, Reply] = {}
         while len(replies) < expected:
@@ -135,7 +138,7 @@ class ControlClient:
                 break
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
-            raws = self._pop_replies(request.reply_to, expected - len(replies), wait)
+            raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
             now = time.monotonic()
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)
@@ -144,26 +147,27 @@ class ControlClient:
                     outcome.latency[reply.instance_id] = now - started
         outcome.replies = list(replies.values())
 
-    def _pop_replies(self, key: str, wanted: int, timeout: float) -> list[bytes]:
+    def _pop_replies(self, line: Line, key: str, wanted: int, timeout: float) -> list[bytes]:
         """Wait up to ``timeout`` for replies; take up to ``wanted`` of them in one round trip.
 
-        Every Redis command costs some 70 us of CPU in redis-py, so a ping to N instances must
-        not spend an extra empty LPOP per reply. BLMPOP (Redis >= 7) blocks and takes everything
-        queued at once; older servers get BLPOP, then LPOP only when more replies are expected.
+        A ping to N instances must not spend an extra empty LPOP per reply: BLMPOP (Redis >= 7)
+        blocks and takes everything queued at once; older servers get BLPOP, then LPOP only when
+        more replies are expected.
         """
         if self._multipop:
             try:
-                popped = self.client.blmpop(timeout, 1, key, direction="LEFT", count=wanted)
+                (popped,) = line.call(("BLMPOP", timeout, 1, key, "LEFT", "COUNT", wanted))
             except redis.ResponseError:
                 self._multipop = False  # Redis < 7: no BLMPOP
             else:
                 return [] if popped is None else cast(list[bytes], popped[1])
-        first = self.client.blpop([key], timeout=timeout)
+        (first,) = line.call(("BLPOP", key, timeout))
         if first is None:
             return []
         raws = [cast(bytes, first[1])]
         if wanted > 1:
-            raws.extend(cast(list[bytes], self.client.lpop(key, wanted - 1) or []))
+            (rest,) = line.call(("LPOP", key, wanted - 1))
+            raws.extend(cast(list[bytes], rest or []))
         return raws
 
     def _seal(self, target: Target) -> Seal | None:
@@ -192,7 +196,11 @@ class ControlClient:
 
 
 class Inbox:
-    """The listener side: one instance's inbox and the way back to requesters."""
+    """The listener side: one instance's inbox and the way back to requesters.
+
+    ``pop`` and ``reply_and_pop`` belong to the listener's serve thread and run on a connection
+    it holds for itself (see :class:`Line`); ``reply`` may be called from any thread.
+    """
 
     def __init__(
         self, client: redis.Redis, keys: Keys, instance_id: str, signer: Signer | None = None
@@ -200,29 +208,49 @@ class Inbox:
         self.client = client
         self.key = keys.inbox(instance_id)
         self.signer = signer
+        self._line = Line(client)
 
     def pop(self, timeout: float) -> bytes | None:
         """Block up to ``timeout`` seconds for the next raw request."""
-        popped = self.client.blpop([self.key], timeout=timeout)
-        return None if popped is None else cast(bytes, popped[1])
+        (popped,) = self._line.call(("BLPOP", self.key, timeout))
+        return _popped(popped)
 
-    def reply(
-        self, request: Request, reply: Reply, now: float, *, then_pop: float | None = None
+    def reply(self, request: Request, reply: Reply, now: float) -> None:
+        """Push ``reply`` to the request's reply list, which expires shortly after the request."""
+        with Line(self.client) as line:
+            line.call(*self._reply_commands(request, reply, now))
+
+    def reply_and_pop(
+        self, request: Request, reply: Reply, now: float, timeout: float
     ) -> bytes | None:
-        """Push ``reply`` to the request's reply list, which expires shortly after the request.
+        """:meth:`reply`, then :meth:`pop`, in one round trip: one per request, not two."""
+        *pushed, popped = self._line.call(
+            *self._reply_commands(request, reply, now),
+            ("BLPOP", self.key, timeout),
+            raise_on_error=False,
+        )
+        if isinstance(popped, redis.ResponseError):
+            raise popped
+        # A reply list Redis refuses (say, a key of another type) must not cost the next request.
+        for response in pushed:
+            if isinstance(response, redis.ResponseError):
+                logger.warning("could not reply to %s: %s", request.reply_to, response)
+        return _popped(popped)
 
-        With ``then_pop``, the same round trip goes on to block for the next request (as
-        :meth:`pop` does): a listener then spends one round trip per request, not two.
-        """
+    def close(self) -> None:
+        """Give the serve thread's connection back to the pool."""
+        self._line.close()
+
+    def _reply_commands(self, request: Request, reply: Reply, now: float) -> list[RawCommand]:
         # Clamped: a far-future expires_at must neither overflow nor keep the list for years.
         ttl = min(max(request.expires_at - now, 0.0), MAX_REPLY_TTL) + REPLY_GRACE
-        ttl_ms = round(ttl * 1000)
-        pipe = self.client.pipeline(transaction=False)
         seal = None if self.signer is None else functools.partial(self.signer.sign, now=now)
-        pipe.rpush(request.reply_to, reply.encode(seal))
-        pipe.pexpire(request.reply_to, ttl_ms)
-        if then_pop is not None:
-            pipe.blpop([self.key], timeout=then_pop)
-        results = pipe.execute()
-        popped = results[2] if then_pop is not None else None
-        return None if popped is None else cast(bytes, popped[1])
+        return [
+            ("RPUSH", request.reply_to, reply.encode(seal)),
+            ("PEXPIRE", request.reply_to, round(ttl * 1000)),
+        ]
+
+
+def _popped(popped: Any) -> bytes | None:
+    """The value of a BLPOP response ([key, value]), None when it timed out."""
+    return None if popped is None else cast(bytes, popped[1])

@@ -226,6 +226,12 @@ class ControlListener:
     # -- threads ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        try:
+            self._serve_requests()
+        finally:
+            self.inbox.close()
+
+    def _serve_requests(self) -> None:
         synced = False
         # The answer to the last request, sent with the next blocking read in one round trip.
         answer: tuple[Request, Reply] | None = None
@@ -239,8 +245,8 @@ class ControlListener:
                 else:
                     request, reply = answer
                     answer = None
-                    raw = self.inbox.reply(
-                        request, reply, self.clock.now(), then_pop=self.settings.block_timeout
+                    raw = self.inbox.reply_and_pop(
+                        request, reply, self.clock.now(), self.settings.block_timeout
                     )
             except REDIS_ERRORS as exc:
                 synced = False

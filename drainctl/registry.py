@@ -8,14 +8,17 @@ that readers prune of ids whose document expired, so no one ever needs ``KEYS`` 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
+from redis.typing import EncodableT
 
+from drainctl.connection import Line
 from drainctl.keys import Keys
+from drainctl.protocol import dump_json
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ class Registry:
         """Write the document and (re)join the index; ``read`` is a key fetched in the same trip."""
         instance_id = doc["instance_id"]
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.instance(instance_id), _dump(doc), px=_ttl_ms(interval))
+        pipe.set(self.keys.instance(instance_id), dump_json(doc), px=_ttl_ms(interval))
         pipe.zadd(self.keys.instances, {instance_id: doc.get("started_at", 0.0)})
         pipe.expire(self.keys.instances, INDEX_TTL)
         if read is not None:
@@ -105,7 +108,7 @@ class Registry:
         if refresh_index:
             return self.register(doc, interval, read)
         key = self.keys.instance(doc["instance_id"])
-        if not self.client.set(key, _dump(doc), px=_ttl_ms(interval), xx=True):
+        if not self.client.set(key, dump_json(doc), px=_ttl_ms(interval), xx=True):
             logger.info("registry entry %s had expired; registering again", doc["instance_id"])
             return self.register(doc, interval, read)
         return None
@@ -124,22 +127,23 @@ class Registry:
         *,
         deliver: bytes | None = None,
         inbox_ttl_ms: int = 0,
+        line: Line | None = None,
     ) -> list[InstanceRecord]:
         """Live instances (optionally of some types, or one id prefix), oldest first.
 
         With ``deliver``, the same round trip also pushes that request into each selected
-        instance's inbox: what is read and what is addressed cannot disagree.
+        instance's inbox: what is read and what is addressed cannot disagree. ``line`` runs it
+        on a held connection (the requester's hot path).
         """
-        raw = self._select(
-            keys=[self.keys.instances],
-            args=[
-                self.keys.base,
-                deliver or b"",
-                inbox_ttl_ms,
-                instance_id or "",
-                *sorted(process_types or ()),
-            ],
-        )
+        keys = [self.keys.instances]
+        args: list[EncodableT] = [
+            self.keys.base,
+            deliver or b"",
+            inbox_ttl_ms,
+            instance_id or "",
+            *sorted(process_types or ()),
+        ]
+        raw = self._select(keys, args) if line is None else line.script(self._select, keys, args)
         records = []
         for doc_raw, pttl in zip(raw[::2], raw[1::2], strict=True):
             doc = _parse(doc_raw)
@@ -165,9 +169,13 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if not doc then
     redis.call('ZREM', KEYS[1], id)
   elseif string.sub(id, 1, #prefix) == prefix then
-    local ok, decoded = pcall(cjson.decode, doc)
-    local ptype = ok and type(decoded) == 'table' and decoded['process_type'] or nil
-    if not filter_types or (ptype and types[ptype]) then
+    local wanted = not filter_types
+    if filter_types then
+      local ok, decoded = pcall(cjson.decode, doc)
+      local ptype = ok and type(decoded) == 'table' and decoded['process_type'] or nil
+      wanted = ptype ~= nil and types[ptype] ~= nil
+    end
+    if wanted then
       if payload ~= '' then
         local inbox = base .. 'inbox:' .. id
         redis.call('RPUSH', inbox, payload)
@@ -186,15 +194,11 @@ def _ttl_ms(interval: float) -> int:
     return max(1, round(HEARTBEATS_PER_TTL * interval * 1000))
 
 
-def _dump(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), default=str)
-
-
 def _parse(raw: bytes | str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
     except ValueError:
         logger.warning("ignoring a registry entry that is not JSON")
         return None

@@ -143,3 +143,28 @@ def test_repeated_request_runs_once(
     assert client.send(Command.PING).ok
     assert redis_client.llen(client.keys.reply("twice")) == 1
     redis_client.delete(client.keys.reply("twice"))
+
+
+def test_a_reply_list_redis_refuses_costs_no_later_request(
+    settings: Settings,
+    start_listener: StartListener,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+):
+    """A request replying to a key of another type is logged; the next request is answered."""
+    listener = start_listener()
+    client = ControlClient(settings)
+    client.send(Command.PING)
+    assert client.clock is not None
+    now = client.clock.now()
+    not_a_list = client.keys.reply("not-a-list")
+    redis_client.set(not_a_list, "a string", px=10_000)
+    request = Request(Command.PING, "test", now, now + 10, not_a_list)
+    inbox = client.keys.inbox(listener.identity.instance_id)
+    redis_client.rpush(inbox, request.encode())
+    redis_client.pexpire(inbox, 10_000)
+    # Its answer goes out with the blocking read that takes this ping: both in one round trip.
+    assert client.send(Command.PING).ok
+    assert client.send(Command.PING).ok
+    assert f"could not reply to {not_a_list}: WRONGTYPE" in caplog.text
+    assert redis_client.get(not_a_list) == b"a string"

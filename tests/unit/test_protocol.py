@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from drainctl.errors import ProtocolError
 from drainctl.protocol import PROTOCOL_VERSION, Command, Reply, Request
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
-args = st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=3)
+# JSON numbers are read as 64-bit integers or floats (see test_huge_integers_arrive_as_floats).
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+args = st.dictionaries(st.text(max_size=8), int64 | st.text(max_size=8), max_size=3)
 
 
 @given(
@@ -31,7 +34,8 @@ def test_request_round_trip(
     reply_to: str,
     args: dict[str, object],
 ):
-    """Any request decodes to an equal request."""
+    """Any request with finite times decodes to an equal request."""
+    assume(math.isfinite(sent_at + ttl))
     request = Request(command, sender, sent_at, sent_at + ttl, reply_to, args)
     assert Request.decode(request.encode()) == request
 
@@ -41,6 +45,21 @@ def test_reply_round_trip(ok: bool, error: str | None, data: dict[str, object]):
     """Any reply decodes to an equal reply."""
     reply = Reply("r1", {"instance_id": "abc"}, "running", ok, dict(data), error)
     assert Reply.decode(reply.encode()) == reply
+
+
+def test_huge_integers_arrive_as_floats():
+    """Integers beyond 64 bits are written (by the standard library) and read back as floats."""
+    request = Request(Command.DRAIN, "cli", 1.0, 2.0, "drainctl:a:reply:x", {"deadline": 2**70})
+    assert Request.decode(request.encode()).args == {"deadline": float(2**70)}
+
+
+def test_nesting_too_deep_for_orjson_still_encodes():
+    """A handler's deeply nested data still makes a reply (orjson stops at 254 levels)."""
+    data: dict[str, object] = {}
+    for _ in range(300):
+        data = {"d": data}
+    reply = Reply("r1", {"instance_id": "abc"}, "running", data=data)
+    assert json.loads(reply.encode())["data"] == data
 
 
 def valid() -> dict[str, object]:
