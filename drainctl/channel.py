@@ -237,6 +237,14 @@ class Inbox:
                 logger.warning("could not reply to %s: %s", request.reply_to, response)
         return _popped(popped)
 
+    def open(self) -> None:
+        """Connect the serve thread's connection now, before the listener's other one.
+
+        Otherwise the first request would find it held and open the second connection itself:
+        several round trips (AUTH, CLIENT SETNAME...) in the middle of answering.
+        """
+        self._line.open()
+
     def close(self) -> None:
         """Give the serve thread's connection back to the pool."""
         self._line.close()

@@ -129,8 +129,7 @@ class Line:
         response is read, so the connection stays usable) or, with ``raise_on_error=False``,
         returned in its place. Any other failure drops the connection; the next call reconnects.
         """
-        if self._connection is None:
-            self._connection = self.pool.get_connection()
+        self.open()
         # Typed as Any: redis-py leaves its raw connection methods unannotated.
         connection: Any = self._connection
         responses: list[Any] = []
@@ -150,12 +149,21 @@ class Line:
                     raise response
         return responses
 
+    def open(self) -> None:
+        """Take (and connect) a connection from the pool now rather than at the first call."""
+        if self._connection is None:
+            self._connection = self.pool.get_connection()
+
     def script(self, script: Script, keys: list[str], args: list[EncodableT]) -> Any:
-        """Run a registered Lua script: EVALSHA, or EVAL when the server does not have it yet."""
+        """Run a registered Lua script by its SHA, loading it first if the server lacks it.
+
+        SCRIPT LOAD + EVALSHA as redis-py does (not EVAL), so the same ACL rules cover both.
+        """
+        evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            (result,) = self.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            (result,) = self.call(evalsha)
         except redis.exceptions.NoScriptError:
-            (result,) = self.call(("EVAL", script.script, len(keys), *keys, *args))
+            _, result = self.call(("SCRIPT", "LOAD", script.script), evalsha)
         return result
 
     def close(self) -> None:

@@ -120,6 +120,8 @@ class ControlListener:
 
     def start(self) -> ControlListener:
         """Register and start the daemon threads; never raises when Redis is down."""
+        with contextlib.suppress(*REDIS_ERRORS):  # if Redis is down, the serve thread retries
+            self.inbox.open()
         self._beat_once(refresh_index=True)
         for name, target in (("serve", self._serve), ("beat", self._beat)):
             thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)

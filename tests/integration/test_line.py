@@ -65,7 +65,7 @@ def test_a_killed_connection_fails_one_call_and_the_next_reconnects(
 def test_scripts_load_themselves_when_the_server_lost_them(
     client: redis.Redis, redis_client: redis.Redis
 ):
-    """EVALSHA first; after SCRIPT FLUSH the script is sent whole and runs all the same."""
+    """EVALSHA first; after SCRIPT FLUSH the script is loaded again and runs all the same."""
     script = client.register_script("return ARGV[1] .. KEYS[1]")
     with Line(client) as line:
         assert line.script(script, ["k"], ["v"]) == b"vk"
