@@ -7,7 +7,6 @@ when they run.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -98,6 +97,8 @@ def verify_options(func: Any) -> Any:
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
     """Drain, push, verify: fence and drain the old release, push, check the new one."""
+    from pathlib import Path
+
     from drainctl.deploy.orchestrator import Deployment
     from drainctl.deploy.plan import DeployOptions
     from drainctl.errors import DrainctlError
@@ -193,6 +194,7 @@ def _resume_old(client: ControlClient, new: Any, types: tuple[str, ...], reporte
 def _required(client: ControlClient, new: Any, chosen: tuple[str, ...]) -> dict[str, int]:
     """At least one new instance per type, or as many as the old release has now."""
     from collections import Counter
+    from pathlib import Path
 
     from drainctl.deploy.plan import read_procfile, target_types
 
