@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import redis
 
 from drainctl.config import Settings
 from drainctl.connection import Line, RawCommand, ServerClock, connect, translate_outage
-from drainctl.errors import ProtocolError
+from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
 from drainctl.registry import InstanceRecord, Registry
@@ -92,6 +93,8 @@ class ControlClient:
         timeout: float = 5.0,
     ) -> Outcome:
         """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies."""
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ConfigError(f"timeout must be a finite, non-negative number, got {timeout!r}")
         target = target or Target()
         started = time.monotonic()
         outcome = Outcome(command)

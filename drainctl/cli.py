@@ -7,6 +7,7 @@ Only click is imported at start-up; redis, rich and the library load inside each
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -32,6 +33,13 @@ Exit codes:
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Option callback: a finite, non-negative number of seconds (``type=float`` takes nan, inf)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value} is not a finite, non-negative number of seconds")
+    return value
 
 
 def _help_width() -> int:
@@ -247,7 +255,14 @@ def targeting(func: F) -> F:
 
 @main.command()
 @targeting
-@click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for replies.")
+@click.option(
+    "--timeout",
+    type=float,
+    callback=seconds,
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait for replies.",
+)
 @click.pass_obj
 @handle_errors
 def ping(
@@ -263,12 +278,17 @@ def ping(
 @targeting
 @click.option(
     "--deadline",
+    type=float,
+    callback=seconds,
     default=25.0,
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
 )
 @click.option(
-    "--timeout", type=float, help="Seconds to wait for acknowledgements [default: deadline + 5]."
+    "--timeout",
+    type=float,
+    callback=seconds,
+    help="Seconds to wait for acknowledgements [default: deadline + 5].",
 )
 @click.pass_obj
 @handle_errors
@@ -294,7 +314,14 @@ def drain(
 
 @main.command()
 @targeting
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for replies.")
+@click.option(
+    "--timeout",
+    type=float,
+    callback=seconds,
+    default=5.0,
+    show_default=True,
+    help="Seconds to wait for replies.",
+)
 @click.pass_obj
 @handle_errors
 def resume(
@@ -314,8 +341,22 @@ def resume(
 @click.option(
     "--max-memory-mb", type=click.FloatRange(min=1), help="Retire when resident memory reaches MB."
 )
-@click.option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
-@click.option("--margin", default=5.0, show_default=True, help="Seconds kept after the drain.")
+@click.option(
+    "--grace",
+    type=float,
+    callback=seconds,
+    default=30.0,
+    show_default=True,
+    help="Seconds from SIGTERM to SIGKILL.",
+)
+@click.option(
+    "--margin",
+    type=float,
+    callback=seconds,
+    default=5.0,
+    show_default=True,
+    help="Seconds kept after the drain.",
+)
 @click.option("--path", "paths", multiple=True, default=["."], help="Add to sys.path (jobs).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.pass_obj

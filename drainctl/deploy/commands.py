@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from drainctl.cli import Options, handle_errors, main
+from drainctl.cli import Options, handle_errors, main, seconds
 
 if TYPE_CHECKING:
     from drainctl.channel import ControlClient
@@ -48,18 +48,21 @@ def verify_options(func: Any) -> Any:
             ),
             click.option(
                 "--verify-timeout",
+                callback=seconds,
                 default=120.0,
                 show_default=True,
                 help="Seconds for the new release to become stable.",
             ),
             click.option(
                 "--stable-for",
+                callback=seconds,
                 default=10.0,
                 show_default=True,
                 help="Seconds each new instance must heartbeat without restarting.",
             ),
             click.option(
                 "--zombie-grace",
+                callback=seconds,
                 default=45.0,
                 show_default=True,
                 help="Seconds old instances may live on after the push.",
@@ -78,6 +81,8 @@ def verify_options(func: Any) -> Any:
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
 @click.option(
     "--drain-deadline",
+    type=float,
+    callback=seconds,
     default=25.0,
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
@@ -85,10 +90,13 @@ def verify_options(func: Any) -> Any:
 @click.option(
     "--ack-timeout",
     type=float,
+    callback=seconds,
     help="Seconds to wait for every acknowledgement [default: deadline + 5].",
 )
 @click.option(
     "--fence-ttl",
+    type=float,
+    callback=seconds,
     default=900.0,
     show_default=True,
     help="Seconds after which the fence lifts itself if the deploy never returns.",
@@ -224,9 +232,21 @@ def hook() -> None:
 @hook.command()
 @click.option("--remote", default="heroku", show_default=True, help="Act on pushes to it only.")
 @click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
-@click.option("--drain-deadline", type=float, help="Seconds for work in flight [default: 25].")
-@click.option("--ack-timeout", type=float, help="Seconds to wait for acknowledgements.")
-@click.option("--verify-timeout", type=float, help="Seconds for the background verify [120].")
+@click.option(
+    "--drain-deadline",
+    type=float,
+    callback=seconds,
+    help="Seconds for work in flight [default: 25].",
+)
+@click.option(
+    "--ack-timeout", type=float, callback=seconds, help="Seconds to wait for acknowledgements."
+)
+@click.option(
+    "--verify-timeout",
+    type=float,
+    callback=seconds,
+    help="Seconds for the background verify [120].",
+)
 @handle_errors
 def install(remote: str, app: str | None, **timings: float | None) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
@@ -254,9 +274,9 @@ def uninstall() -> None:
 @hook.command(hidden=True)
 @click.argument("args", nargs=-1)
 @click.option("--remote", default="heroku")
-@click.option("--drain-deadline", default=25.0)
-@click.option("--ack-timeout", type=float)
-@click.option("--verify-timeout", default=120.0)
+@click.option("--drain-deadline", callback=seconds, default=25.0)
+@click.option("--ack-timeout", type=float, callback=seconds)
+@click.option("--verify-timeout", callback=seconds, default=120.0)
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:

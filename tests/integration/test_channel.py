@@ -9,6 +9,7 @@ import redis
 
 from drainctl.channel import ControlClient, Target
 from drainctl.config import Settings
+from drainctl.errors import ConfigError
 from drainctl.protocol import Command, Request
 from tests.integration.conftest import StartListener
 from tests.processes import spawn_loop_worker, stop
@@ -168,3 +169,10 @@ def test_a_reply_list_redis_refuses_costs_no_later_request(
     assert client.send(Command.PING).ok
     assert f"could not reply to {not_a_list}: WRONGTYPE" in caplog.text
     assert redis_client.get(not_a_list) == b"a string"
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1.0])
+def test_a_timeout_that_is_no_number_of_seconds_is_refused(settings: Settings, timeout: float):
+    """Nothing is delivered for a timeout that could never expire (or already has)."""
+    with pytest.raises(ConfigError, match="timeout must be a finite, non-negative number"):
+        ControlClient(settings).send(Command.PING, timeout=timeout)

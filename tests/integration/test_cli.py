@@ -101,6 +101,10 @@ def test_unanswered_ping_exits_3_naming_the_instance(settings: Settings):
         (["--app", "bad app", "status"], 2, "invalid app 'bad app'"),
         (["--app", "x", "--redis-url", "http://nope", "status"], 2, "invalid Redis URL"),
         (["--app", "x", "drain", "--deadline", "soon"], 2, "is not a valid float"),
+        (["--app", "x", "drain", "--deadline", "nan"], 2, "nan is not a finite, non-negative"),
+        (["--app", "x", "ping", "--timeout", "inf"], 2, "inf is not a finite, non-negative"),
+        (["--app", "x", "resume", "--timeout", "-1"], 2, "-1.0 is not a finite, non-negative"),
+        (["--app", "x", "deploy", "--ack-timeout", "inf"], 2, "inf is not a finite"),
     ],
 )
 def test_errors_are_one_line_with_exit_codes(args: list[str], code: int, message: str):
