@@ -35,11 +35,16 @@ Exit codes:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Option callback: a finite, non-negative number of seconds (``type=float`` takes nan, inf)."""
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise click.BadParameter(f"{value} is not a finite, non-negative number of seconds")
     return value
+
+
+def seconds_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
+    """``click.option`` for a number of seconds, checked by :func:`_seconds`."""
+    return click.option(*names, type=float, callback=_seconds, **kwargs)
 
 
 def _help_width() -> int:
@@ -255,14 +260,7 @@ def targeting(func: F) -> F:
 
 @main.command()
 @targeting
-@click.option(
-    "--timeout",
-    type=float,
-    callback=seconds,
-    default=2.0,
-    show_default=True,
-    help="Seconds to wait for replies.",
-)
+@seconds_option("--timeout", default=2.0, show_default=True, help="Seconds to wait for replies.")
 @click.pass_obj
 @handle_errors
 def ping(
@@ -276,20 +274,13 @@ def ping(
 
 @main.command()
 @targeting
-@click.option(
+@seconds_option(
     "--deadline",
-    type=float,
-    callback=seconds,
     default=25.0,
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
 )
-@click.option(
-    "--timeout",
-    type=float,
-    callback=seconds,
-    help="Seconds to wait for acknowledgements [default: deadline + 5].",
-)
+@seconds_option("--timeout", help="Seconds to wait for acknowledgements [default: deadline + 5].")
 @click.pass_obj
 @handle_errors
 def drain(
@@ -314,14 +305,7 @@ def drain(
 
 @main.command()
 @targeting
-@click.option(
-    "--timeout",
-    type=float,
-    callback=seconds,
-    default=5.0,
-    show_default=True,
-    help="Seconds to wait for replies.",
-)
+@seconds_option("--timeout", default=5.0, show_default=True, help="Seconds to wait for replies.")
 @click.pass_obj
 @handle_errors
 def resume(
@@ -341,22 +325,8 @@ def resume(
 @click.option(
     "--max-memory-mb", type=click.FloatRange(min=1), help="Retire when resident memory reaches MB."
 )
-@click.option(
-    "--grace",
-    type=float,
-    callback=seconds,
-    default=30.0,
-    show_default=True,
-    help="Seconds from SIGTERM to SIGKILL.",
-)
-@click.option(
-    "--margin",
-    type=float,
-    callback=seconds,
-    default=5.0,
-    show_default=True,
-    help="Seconds kept after the drain.",
-)
+@seconds_option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
+@seconds_option("--margin", default=5.0, show_default=True, help="Seconds kept after the drain.")
 @click.option("--path", "paths", multiple=True, default=["."], help="Add to sys.path (jobs).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.pass_obj
@@ -375,8 +345,6 @@ def rq_worker(
     burst: bool,
 ) -> None:
     """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install drainctl[rq])."""
-    import os
-
     from drainctl.adapters.base import WorkerOptions
 
     sys.path[:0] = [os.path.abspath(path) for path in paths]

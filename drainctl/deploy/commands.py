@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from drainctl.cli import Options, handle_errors, main, seconds
+from drainctl.cli import Options, handle_errors, main, seconds_option
 
 if TYPE_CHECKING:
     from drainctl.channel import ControlClient
@@ -46,23 +46,20 @@ def verify_options(func: Any) -> Any:
                 help="Process types to drain and verify (repeatable) [default: the Procfile's "
                 "non-web types, else every live type].",
             ),
-            click.option(
+            seconds_option(
                 "--verify-timeout",
-                callback=seconds,
                 default=120.0,
                 show_default=True,
                 help="Seconds for the new release to become stable.",
             ),
-            click.option(
+            seconds_option(
                 "--stable-for",
-                callback=seconds,
                 default=10.0,
                 show_default=True,
                 help="Seconds each new instance must heartbeat without restarting.",
             ),
-            click.option(
+            seconds_option(
                 "--zombie-grace",
-                callback=seconds,
                 default=45.0,
                 show_default=True,
                 help="Seconds old instances may live on after the push.",
@@ -79,24 +76,17 @@ def verify_options(func: Any) -> Any:
 @click.option("--remote", default="heroku", show_default=True, help="The git remote to push to.")
 @click.option("--ref", default="HEAD:main", show_default=True, help="What to push, as git push.")
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
-@click.option(
+@seconds_option(
     "--drain-deadline",
-    type=float,
-    callback=seconds,
     default=25.0,
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
 )
-@click.option(
-    "--ack-timeout",
-    type=float,
-    callback=seconds,
-    help="Seconds to wait for every acknowledgement [default: deadline + 5].",
+@seconds_option(
+    "--ack-timeout", help="Seconds to wait for every acknowledgement [default: deadline + 5]."
 )
-@click.option(
+@seconds_option(
     "--fence-ttl",
-    type=float,
-    callback=seconds,
     default=900.0,
     show_default=True,
     help="Seconds after which the fence lifts itself if the deploy never returns.",
@@ -232,21 +222,9 @@ def hook() -> None:
 @hook.command()
 @click.option("--remote", default="heroku", show_default=True, help="Act on pushes to it only.")
 @click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
-@click.option(
-    "--drain-deadline",
-    type=float,
-    callback=seconds,
-    help="Seconds for work in flight [default: 25].",
-)
-@click.option(
-    "--ack-timeout", type=float, callback=seconds, help="Seconds to wait for acknowledgements."
-)
-@click.option(
-    "--verify-timeout",
-    type=float,
-    callback=seconds,
-    help="Seconds for the background verify [120].",
-)
+@seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
+@seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
+@seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
 @handle_errors
 def install(remote: str, app: str | None, **timings: float | None) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
@@ -274,9 +252,9 @@ def uninstall() -> None:
 @hook.command(hidden=True)
 @click.argument("args", nargs=-1)
 @click.option("--remote", default="heroku")
-@click.option("--drain-deadline", callback=seconds, default=25.0)
-@click.option("--ack-timeout", type=float, callback=seconds)
-@click.option("--verify-timeout", callback=seconds, default=120.0)
+@seconds_option("--drain-deadline", default=25.0)
+@seconds_option("--ack-timeout")
+@seconds_option("--verify-timeout", default=120.0)
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:
