@@ -87,19 +87,26 @@ class Signer:
 
     def verify(self, body: dict[str, Any], kind: str, now: float, to: str | None = None) -> Stamp:
         """The message's stamp; raises Unauthenticated (never naming a secret) to reject it."""
+        stamp = self.authenticate(body, kind)
+        ts = stamp.ts
+        if abs(now - ts) > self.max_skew:
+            raise Unauthenticated(
+                f"timestamp is {now - ts:+.1f} s off the server clock (max {self.max_skew:g} s)"
+            )
+        return stamp
+
+    def authenticate(self, body: dict[str, Any], kind: str) -> Stamp:
+        """Check the signature alone (no clock): for state kept in Redis, such as a heartbeat
+        document or a fence, which outlives the skew window; raises Unauthenticated."""
         ts, nonce, sig = (body.get(name) for name in _AUTH_FIELDS)
         if sig is None:
-            raise Unauthenticated("unsigned message")
+            raise Unauthenticated("unsigned")
         ts = _finite(ts)
         if not isinstance(sig, str) or not isinstance(nonce, str) or ts is None:
             raise Unauthenticated("malformed ts, nonce or sig")
         signed = canonical(body, kind)
         if not any(hmac.compare_digest(sig, self._mac(key, signed)) for key in self._keys):
             raise Unauthenticated("bad signature")
-        if abs(now - ts) > self.max_skew:
-            raise Unauthenticated(
-                f"timestamp is {now - ts:+.1f} s off the server clock (max {self.max_skew:g} s)"
-            )
         return Stamp(ts=ts, nonce=nonce)
 
     @staticmethod
