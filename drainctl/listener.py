@@ -2,7 +2,10 @@
 
 Two threads, two Redis connections: ``serve`` blocks on the instance's inbox and dispatches
 requests; ``beat`` writes the heartbeat every interval (and at once when the state changes).
-Idle, that is one command per heartbeat plus one blocking read per ``block_timeout``.
+Idle, that is one command per heartbeat plus one blocking read per ``block_timeout``. A third
+thread, ``drain``, runs drains one at a time. Every change of what the instance should do goes
+through one ordered path, :class:`drainctl.lifecycle.Lifecycle` (its docstring has the states,
+events, threads and locks); the deploy fence (``drainctl.fence``) is one of its inputs.
 
 Nothing here may crash or block the host: handler errors become error replies, malformed messages
 are logged and dropped, and a Redis outage is logged once and retried with capped, jittered
@@ -16,7 +19,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
@@ -31,6 +34,7 @@ from drainctl.errors import DrainctlError, ProtocolError
 from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
+from drainctl.lifecycle import Expired, Lifecycle, Superseded
 from drainctl.protocol import Command, Reply, Request, State
 from drainctl.registry import INDEX_REFRESH_EVERY, Registry
 from drainctl.signing import Gate, NonceStore, Signer
@@ -81,34 +85,28 @@ class ControlListener:
         )
         self.registry = Registry(self.redis, self.identity.app)
         self.clock = ServerClock()
-        self.deploy_fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
         signer = Signer.from_settings(self.settings)
+        self.deploy_fence = FenceGuard(
+            self.keys, self.identity.release, self.identity.process_type, signer
+        )
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
         nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
         self._gate = (
             None if signer is None else Gate(signer, nonces, self.clock, self.identity.process_type)
         )
-        self._state = State.RUNNING
-        self._lock = threading.Lock()
+        self.lifecycle = Lifecycle(self.adapter, self.clock.now)
         self._stopping = threading.Event()
         self._wake_beat = threading.Event()
         self._outage = OutageLog(self.settings.redis_url)
         self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
         self._status_failing = False
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
-        # Drains wait on work in flight; they run here so ping, status and resume stay answered.
-        self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
         self._threads: list[threading.Thread] = []
         self._process = psutil.Process()
         self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
             Command.PING: lambda request: {},
             Command.STATUS: lambda request: self.heartbeat_doc(),
             Command.RESUME: self._resume_request,
-        }
-        self._on_fence: dict[Change, Callable[[], object]] = {
-            Change.NONE: lambda: None,
-            Change.FENCED: lambda: self.drain(0.0),
-            Change.LIFTED: self.resume,
         }
 
     @classmethod
@@ -145,7 +143,7 @@ class ControlListener:
             self.redis.rpush(self.inbox.key, _WAKE)
         for thread in self._threads:
             thread.join(timeout)
-        self._slow.shutdown(wait=False, cancel_futures=True)
+        self.lifecycle.close()
         try:
             self.registry.remove(self.identity.instance_id)
         except REDIS_ERRORS as exc:
@@ -168,46 +166,38 @@ class ControlListener:
 
     @property
     def state(self) -> State:
-        """running, draining, drained or fenced."""
-        return self._state
+        """running, draining, drained or fenced, as the adapter really is (see Lifecycle)."""
+        return self.lifecycle.state
 
-    def _set_state(self, state: State) -> None:
-        self._state = state
-        self._wake_beat.set()
-
-    def drain(self, deadline: float) -> DrainReport:
-        """Drain locally (also what a ``drain`` request does); returns the adapter's report."""
-        with self._lock:
-            # A fenced clock stays fenced: it still waits for its jobs, but never runs again.
-            if self._state is not State.FENCED:
-                self._set_state(State.DRAINING)
-        report = self.adapter.drain(deadline)
-        with self._lock:
-            # A resume that arrived meanwhile wins: stay running.
-            if self._state is State.DRAINING:
-                self._set_state(State.DRAINED)
-        return report
+    def drain(self, deadline: float, *, final: bool = False) -> DrainReport:
+        """Drain locally and wait for it; ``final`` (SIGTERM, a retiring worker): no resume
+        undoes it and it starts at once. Raises Superseded if a resume overtook it."""
+        try:
+            if final:
+                return self.lifecycle.drain_final(deadline)
+            return self.lifecycle.drain(deadline).result()
+        finally:
+            self._wake_beat.set()
 
     def resume(self) -> dict[str, Any]:
-        """Take work again; also ends a drain that is still waiting."""
-        with self._lock:
-            self.adapter.resume()
-            if self._state is not State.FENCED:
-                self._set_state(State.RUNNING)
+        """Take work again (unless fenced or shutting down); also ends a drain still waiting."""
+        self.lifecycle.resume()
+        self._wake_beat.set()
         return {}
 
     def fence(self) -> None:
         """Mark this instance fenced for good: a clock that lost its lease to a newer release."""
-        with self._lock:
-            self._set_state(State.FENCED)
+        self.lifecycle.lease_fenced()
+        self._wake_beat.set()
 
     def heartbeat_doc(self, counters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Identity, state, adapter counters, memory and the beat time, as in the registry."""
         return {
             **self._instance_doc,
             **(counters if counters is not None else self.adapter.status()),
-            "state": self._state.value,
+            "state": self.state.value,
             "deploy_fenced": self.deploy_fence.fenced,
+            "fence_missing": self.deploy_fence.missing,
             "memory_mb": round(self._process.memory_info().rss / _MB, 1),
             "heartbeat_interval": self.settings.heartbeat_interval,
             "beat_at": self.clock.now(),
@@ -271,8 +261,7 @@ class ControlListener:
             self._wake_beat.clear()
             if self._stopping.is_set():
                 return
-            if self.deploy_fence.expired(self.clock.now()):
-                self.resume()
+            self._check_fence_expiry()
             ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0)
             # After an outage, register afresh: Redis may have restarted empty.
             beats = beats + 1 if ok else 0
@@ -287,7 +276,7 @@ class ControlListener:
                 read=self.deploy_fence.key,  # a restart of a fenced release comes up drained
             )
             if registered is not None:
-                self._on_fence[self.deploy_fence.observe(registered.read)]()
+                self._fence_changed(self.deploy_fence.observe(registered.read))
         except REDIS_ERRORS as exc:
             self._outage.failed(exc)
             return False
@@ -295,6 +284,29 @@ class ControlListener:
             logger.exception("heartbeat failed")
             return False
         return True
+
+    def _check_fence_expiry(self) -> None:
+        """Past the fence's own expiry, read its key: a kept fence lasts longer, else lift."""
+        now = self.clock.now()
+        if not self.deploy_fence.due(now):
+            return
+        try:
+            raw: bytes | None = self.redis.get(self.deploy_fence.key)  # type: ignore[assignment]
+        except REDIS_ERRORS as exc:
+            self._outage.failed(exc)
+            return
+        self._fence_changed(self.deploy_fence.confirm_expiry(raw, now))
+
+    def _fence_changed(self, change: Change) -> None:
+        if change is Change.FENCED:
+            fence = self.deploy_fence.fence
+            # Drained with the deploy's own deadline, on the drain thread, not this one.
+            self.lifecycle.deploy_fenced(fence.drain_deadline if fence else 0.0)
+        elif change is Change.LIFTED:
+            self.lifecycle.deploy_fence_lifted()
+        else:
+            return
+        self._wake_beat.set()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -319,30 +331,53 @@ class ControlListener:
         while len(self._seen) > _SEEN_REQUESTS:
             self._seen.popitem(last=False)
         if request.command is Command.DRAIN:
-            self._slow.submit(self._answer, request, self._drain_request)
-            return None
+            return self._drain_request(request)
         return request, self._respond(request, self._handlers[request.command])
 
-    def _drain_request(self, request: Request) -> dict[str, Any]:
+    def _drain_request(self, request: Request) -> tuple[Request, Reply] | None:
+        """Queue the drain in arrival order; its reply is sent when it is over."""
         deadline = request.args.get("deadline", 30.0)
-        if type(deadline) not in (int, float) or deadline < 0:
-            raise ProtocolError(f"drain deadline must be a non-negative number, got {deadline!r}")
-        for fence in request.args.get("fences", []):  # sent by a deploy: this release stays drained
-            self.deploy_fence.observe(fence)
-        report = self.drain(float(deadline))
-        if not report.complete and not report.aborted:
+        fences = request.args.get("fences", [])
+        if type(deadline) not in (int, float) or deadline < 0 or not isinstance(fences, list):
+            return request, self._reply(
+                request, error=f"drain deadline must be a non-negative number, got {deadline!r}"
+            )
+        for (
+            fence
+        ) in fences:  # sent by a deploy, signed with the request: this release stays drained
+            if self.deploy_fence.observe(fence, signed=True) is Change.FENCED:
+                self.lifecycle.deploy_fenced(None)
+        future = self.lifecycle.drain(float(deadline), request.expires_at)
+        future.add_done_callback(lambda done: self._answer(request, done))
+        self._wake_beat.set()
+        return None
+
+    def _drain_outcome(self, report: DrainReport) -> dict[str, Any]:
+        self._wake_beat.set()
+        if report.aborted:
+            raise _IncompleteDrain("aborted: a resume arrived before the drain completed", report)
+        if not report.complete:
             names = ", ".join(job.name for job in report.still_running)
-            raise _IncompleteDrain(f"still running at the deadline: {names}", report.as_dict())
+            raise _IncompleteDrain(f"still running at the deadline: {names}", report)
         return report.as_dict()
 
     def _resume_request(self, request: Request) -> dict[str, Any]:
+        if self.lifecycle.final:
+            raise Refused("shutting down (SIGTERM or retiring): it stays drained")
+        was_fenced = self.deploy_fence.fenced
         refusal = self.deploy_fence.refusal(self.redis)
         if refusal is not None:
-            raise DrainctlError(refusal)
+            raise Refused(refusal)
+        if was_fenced:
+            self.lifecycle.deploy_fence_lifted()
         return self.resume()
 
-    def _answer(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> None:
-        reply = self._respond(request, handler)
+    def _answer(self, request: Request, done: Future[DrainReport]) -> None:
+        """Reply to a drain once it is over (called on the drain thread)."""
+        if isinstance(done.exception(), Expired):
+            logger.info("dropped drain request %s: %s", request.id, done.exception())
+            return
+        reply = self._respond(request, lambda request: self._drain_outcome(done.result()))
         try:
             self.inbox.reply(request, reply, self.clock.now())
         except REDIS_ERRORS as exc:
@@ -352,8 +387,8 @@ class ControlListener:
         try:
             return self._reply(request, data=handler(request))
         except _IncompleteDrain as exc:
-            return self._reply(request, data=exc.data, error=str(exc))
-        except ProtocolError as exc:  # a bad argument: the requester's mistake, no traceback
+            return self._reply(request, data=exc.report.as_dict(), error=str(exc))
+        except (ProtocolError, Refused, Superseded) as exc:  # by design: one line, no traceback
             logger.warning("%s request %s refused: %s", request.command.value, request.id, exc)
             return self._reply(request, error=str(exc))
         except Exception as exc:
@@ -366,16 +401,24 @@ class ControlListener:
         return Reply(
             request_id=request.id,
             instance=self._instance_doc,
-            state=self._state.value,
+            state=self.state.value,
             ok=error is None,
             data=data or {},
             error=error,
         )
 
 
-class _IncompleteDrain(DrainctlError):
-    """A drain that reached its deadline with work still running: an error reply with data."""
+class Refused(DrainctlError):
+    """A request the listener declines by design (a fenced release's resume): no traceback."""
 
-    def __init__(self, message: str, data: dict[str, Any]) -> None:
+
+class _IncompleteDrain(DrainctlError):
+    """A drain that was aborted or reached its deadline with work running: an error reply."""
+
+    def __init__(self, message: str, report: DrainReport) -> None:
         super().__init__(message)
-        self.data = data
+        self.report = report
+
+
+def _raise(exc: BaseException) -> dict[str, Any]:
+    raise exc

@@ -51,7 +51,7 @@ def drain_on_sigterm(
         logger.warning("SIGTERM: draining with a %.1fs deadline", deadline)
         report = DrainReport()
         try:
-            report = listener.drain(deadline)
+            report = listener.drain(deadline, final=True)
             for hook in hooks:
                 hook(report)
         except Exception:

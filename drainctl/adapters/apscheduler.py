@@ -82,6 +82,9 @@ class ClockAdapter:
         self.schedule: JobSchedule | None = None
         self.keeper: LeaseKeeper | None = None
         self._cond = threading.Condition()
+        # Held to decide whether to fire and to pause or resume the scheduler accordingly, so the
+        # scheduler is paused and resumed in the order those decisions were made.
+        self._acting = threading.RLock()
         self._token: int | None = None
         self._fenced = False
         self._drained = False
@@ -173,10 +176,12 @@ class ClockAdapter:
     def drain(self, deadline: float) -> DrainReport:
         """Pause firing, wait for running jobs up to ``deadline``, persist the schedule."""
         started = time.monotonic()
-        with self._cond:
-            self._drained = True
-            self._in_flight.recording, self._in_flight.finished = True, []
-        self._pause()
+        finished: list[str] = []
+        with self._acting:
+            with self._cond:
+                self._drained = True
+                self._in_flight.recorders.append(finished)
+            self._pause()
         # get_jobs() takes the scheduler's job-store lock: a pass that was submitting runs when we
         # paused has finished, and every run it submitted is registered as in flight.
         self.scheduler.get_jobs()
@@ -186,8 +191,8 @@ class ClockAdapter:
                 max(0.0, deadline - (time.monotonic() - started)),
             )
             still = self._in_flight.still_running()
-            finished, aborted = list(self._in_flight.finished), not self._drained
-            self._in_flight.recording = False
+            aborted = not self._drained
+            self._in_flight.recorders.remove(finished)
         persisted = [] if aborted else self._persist()
         return DrainReport(
             finished=finished,
@@ -203,6 +208,11 @@ class ClockAdapter:
             self._drained = False
             self._cond.notify_all()
         self._sync()
+
+    @property
+    def accepting(self) -> bool:
+        """False while drained or fenced: the listener reports its state from this."""
+        return not (self._drained or self._fenced)
 
     def status(self) -> dict[str, Any]:
         """Runs in flight, counters, and where this clock stands with the lease."""
@@ -238,16 +248,18 @@ class ClockAdapter:
 
     def _sync(self) -> None:
         """Fire exactly when holding the lease and not drained."""
-        with self._cond:
-            fire = self._token is not None and not self._drained and not self._fenced
-        if fire and self.scheduler.state == STATE_PAUSED:
-            self.scheduler.resume()
-        elif not fire:
-            self._pause()
+        with self._acting:
+            with self._cond:
+                fire = self._token is not None and not self._drained and not self._fenced
+            if fire and self.scheduler.state == STATE_PAUSED:
+                self.scheduler.resume()
+            elif not fire:
+                self._pause()
 
     def _pause(self) -> None:
-        if self.scheduler.state == STATE_RUNNING:
-            self.scheduler.pause()
+        with self._acting:
+            if self.scheduler.state == STATE_RUNNING:
+                self.scheduler.pause()
 
     # -- persist -------------------------------------------------------------------------
 

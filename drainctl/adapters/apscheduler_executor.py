@@ -96,8 +96,8 @@ class InFlight:
     def __init__(self, cond: threading.Condition) -> None:
         self.cond = cond
         self.runs: dict[tuple[str, int], _Run] = {}
-        self.finished: list[str] = []
-        self.recording = False  # a drain is collecting the names of runs that finish
+        # One list per drain in progress, collecting the names of runs that finish.
+        self.recorders: list[list[str]] = []
         self.stats = JobStats()
         self.missed = 0
         self._outcomes: dict[int, Callable[[Any, _Run], None]] = {
@@ -124,8 +124,8 @@ class InFlight:
             if run is None:
                 return
             self._outcomes[event.code](event, run)
-            if self.recording:
-                self.finished.append(run.name)
+            for finished in self.recorders:
+                finished.append(run.name)
             self.cond.notify_all()
 
     def still_running(self) -> list[RunningJob]:

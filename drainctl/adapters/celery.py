@@ -191,6 +191,11 @@ class CeleryAdapter:
             self.consumer.call_soon(self.consumer.pool.maintain_pool)
         return stopped
 
+    @property
+    def accepting(self) -> bool:
+        """False from the start of a drain until a resume: the listener's state follows it."""
+        return self._accepting
+
     def resume(self) -> None:
         """Consume the cancelled queues again (a retiring worker stays drained)."""
         with self._lock:
@@ -230,7 +235,7 @@ class CeleryAdapter:
         threading.Thread(target=self._retire, args=(listener,), daemon=True).start()
 
     def _retire(self, listener: ControlListener) -> None:
-        listener.drain(STOP_GRACE * 3)
+        listener.drain(STOP_GRACE * 3, final=True)
         state.should_stop = 0  # Celery's warm shutdown, exit code 0
 
 

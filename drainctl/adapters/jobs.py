@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +45,14 @@ logger = logging.getLogger(__name__)
 
 # How long a drain waits for jobs stopped by ``on_deadline`` to hand themselves back.
 STOP_GRACE = 10.0
+
+
+@dataclass
+class _DrainLog:
+    """What happened to jobs during one drain."""
+
+    finished: list[str] = field(default_factory=list)
+    handed_back: list[str] = field(default_factory=list)
 
 
 class Job:
@@ -95,9 +104,9 @@ class JobsAdapter:
         self._in_flight: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._stats = JobStats()
-        self._draining = False
-        self._finished_in_drain: list[str] = []
-        self._handed_back_in_drain: list[str] = []
+        # One log per drain in progress: a SIGTERM drain beside a requested one must not reset
+        # the other's lists.
+        self._logs: list[_DrainLog] = []
         self._wakeup = wakeup
         self._on_deadline = on_deadline
         self._recycler = Recycler(max_jobs, max_memory_mb)
@@ -126,8 +135,8 @@ class JobsAdapter:
         """Register a job in flight, or return None (and note it as handed back) when draining."""
         with self._cond:
             if not self._accepting:
-                if self._draining:
-                    self._handed_back_in_drain.append(name)
+                for log in self._logs:
+                    log.handed_back.append(name)
                 return None
             job = Job(self, str(next(self._ids)), name)
             self._in_flight[job.id] = job
@@ -158,16 +167,16 @@ class JobsAdapter:
 
     def _record(self, job: Job, exc: BaseException | None) -> None:
         if job.handed_back:
-            if self._draining:
-                self._handed_back_in_drain.append(job.name)
+            for log in self._logs:
+                log.handed_back.append(job.name)
             return
         self._stats.jobs_done += 1
         if isinstance(exc, Exception):
             self._stats.record_error(exc, job.name)
         elif job.failure is not None:
             self._stats.record_failure(job.name, *job.failure)
-        if self._draining:
-            self._finished_in_drain.append(job.name)
+        for log in self._logs:
+            log.finished.append(job.name)
 
     def drain(self, deadline: float) -> DrainReport:
         """Stop new work now; return when nothing is in flight, on resume, or at the deadline.
@@ -176,10 +185,10 @@ class JobsAdapter:
         and handed back, and the drain waits up to ``STOP_GRACE`` more for them to leave.
         """
         started = time.monotonic()
+        log = _DrainLog()
         with self._cond:
             self._accepting = False
-            self._draining = True
-            self._finished_in_drain, self._handed_back_in_drain = [], []
+            self._logs.append(log)
         self._call(self._wakeup)
         late = self._wait_idle(deadline)
         if late and self._on_deadline is not None:
@@ -187,9 +196,10 @@ class JobsAdapter:
             self._wait_idle(STOP_GRACE)
         with self._cond:
             now = time.monotonic()
-            report = DrainReport(
-                finished=list(self._finished_in_drain),
-                handed_back=list(self._handed_back_in_drain),
+            self._logs.remove(log)
+            return DrainReport(
+                finished=log.finished,
+                handed_back=log.handed_back,
                 still_running=[
                     RunningJob(job.id, job.name, round(now - job.started, 3))
                     for job in self._in_flight.values()
@@ -197,8 +207,6 @@ class JobsAdapter:
                 duration_s=round(now - started, 4),
                 aborted=self._accepting,
             )
-            self._draining = False
-            return report
 
     def _wait_idle(self, timeout: float) -> list[Job]:
         """Wait for nothing in flight (or a resume); the jobs still running, if drained."""

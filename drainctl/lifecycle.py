@@ -1,0 +1,217 @@
+"""One ordered path for every change of what an instance should be doing.
+
+A listener's adapter is told to drain and to resume from several threads: requests (the serve
+thread), fences found when re-registering or expiring (the beat thread), SIGTERM (its own
+thread), a clock's lost lease (the lease keeper). :class:`Lifecycle` puts them in one order.
+
+Events (each bumps the generation number ``gen`` under ``_cond``):
+
+=================  ==========================================  ===================================
+event              from                                        what the instance should do then
+=================  ==========================================  ===================================
+drain              request (serve), host code, recycling       drained, once the drain starts
+resume             request (serve), host code                  running, unless something below
+fence observed     drain request's args (serve), registration  drained, with the fence's deadline
+                   read (beat)
+fence lifted       resume request once the key is gone         running
+                   (serve); signed expiry confirmed at the
+                   source (beat)
+terminate          SIGTERM (signal thread)                     drained for good
+lease lost         a clock's lease keeper                      fenced for good (never fires again)
+=================  ==========================================  ===================================
+
+Rules that follow from the order:
+
+- drains run one at a time on the ``drain`` thread, in the order they arrived; a queued drain
+  that a later resume superseded, or whose request expired while it waited, never runs (a final
+  drain, SIGTERM's, runs at once on its caller's thread: its deadline is the platform's grace);
+- ``adapter.drain`` and ``adapter.resume`` are never called under ``_cond``; decisions to call
+  them are taken under ``_drive``, so a resume decided before a drain reaches the adapter first;
+  a resume that lands while a drain is entering the adapter is repeated until the drain returns,
+  and every drain that returns reconciles the adapter with the newest wanted state;
+- the reported :class:`State` is derived from the wanted state, the drains inside the adapter and
+  the adapter's own ``accepting`` flag (where it has one), so ``status`` never says ``running``
+  while the adapter takes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from drainctl.adapters.base import Adapter, DrainReport
+from drainctl.errors import DrainctlError
+from drainctl.protocol import State
+
+logger = logging.getLogger(__name__)
+
+# How long a resume that raced a drain entering the adapter keeps repeating itself.
+NUDGE_FOR = 1.0
+NUDGE_EVERY = 0.02
+
+
+class Superseded(DrainctlError):
+    """A queued drain that a later resume made pointless before it began."""
+
+
+class Expired(DrainctlError):
+    """A queued drain whose request expired while it waited: the requester gave up on it."""
+
+
+@dataclass(frozen=True)
+class DrainOrder:
+    """One drain, numbered by the generation it arrived in."""
+
+    ticket: int
+    deadline: float
+    expires_at: float | None = None
+
+
+class Lifecycle:
+    """Wanted state, generation numbers and the adapter calls that follow; see the module doc."""
+
+    def __init__(self, adapter: Adapter, now: Callable[[], float]) -> None:
+        self.adapter = adapter
+        self._now = now  # the Redis server's clock, to judge request expiry
+        self._cond = threading.Condition()
+        self._drive = threading.Lock()
+        self._gen = 0
+        self._resumed_gen = 0
+        self._commanded_drained = False
+        self._deploy_fenced = False
+        self._lease_fenced = False
+        self._final = False
+        self._in_drain = 0
+        self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
+
+    # -- what is wanted, and what is -------------------------------------------------------
+
+    def _wanted_drained(self) -> bool:
+        return self._commanded_drained or self._deploy_fenced or self._lease_fenced or self._final
+
+    @property
+    def state(self) -> State:
+        """running, draining, drained or fenced: what the adapter does, not what it was told."""
+        with self._cond:
+            if self._lease_fenced:
+                return State.FENCED
+            if self._in_drain:
+                return State.DRAINING
+            wanted_drained = self._wanted_drained()
+        accepting = getattr(self.adapter, "accepting", not wanted_drained)
+        if wanted_drained:
+            return State.DRAINING if accepting else State.DRAINED
+        return State.RUNNING if accepting else State.DRAINED
+
+    @property
+    def final(self) -> bool:
+        """True once SIGTERM (or a retiring worker) asked for the last drain."""
+        return self._final
+
+    # -- events ----------------------------------------------------------------------------
+
+    def drain(self, deadline: float, expires_at: float | None = None) -> Future[DrainReport]:
+        """Queue a drain behind those already queued; the future raises Superseded/Expired."""
+        with self._cond:
+            self._gen += 1
+            order = DrainOrder(self._gen, deadline, expires_at)
+        return self._slow.submit(self._run, order)
+
+    def drain_final(self, deadline: float) -> DrainReport:
+        """SIGTERM's drain: at once on this thread, and no resume undoes it."""
+        with self._cond:
+            self._gen += 1
+            self._final = True
+            order = DrainOrder(self._gen, deadline)
+        return self._run(order)
+
+    def resume(self) -> None:
+        """Take work again, unless a fence, a lost lease or a final drain says otherwise."""
+        with self._cond:
+            self._gen += 1
+            self._resumed_gen = gen = self._gen
+            self._commanded_drained = False
+        self._reconcile()
+        self._nudge(gen)
+
+    def deploy_fenced(self, deadline: float | None) -> None:
+        """A deploy fence now covers this instance; with a deadline, queue its drain."""
+        with self._cond:
+            self._gen += 1
+            self._deploy_fenced = True
+        if deadline is not None:
+            self.drain(deadline).add_done_callback(_log_failure)
+
+    def deploy_fence_lifted(self) -> None:
+        """The fence is gone (lifted by its deploy, or its signed expiry passed): resume."""
+        with self._cond:
+            self._deploy_fenced = False
+        self.resume()
+
+    def lease_fenced(self) -> None:
+        """A clock that lost its lease to a newer release: fenced for good."""
+        with self._cond:
+            self._gen += 1
+            self._lease_fenced = True
+
+    def close(self) -> None:
+        """Stop the drain thread; queued drains are dropped."""
+        self._slow.shutdown(wait=False, cancel_futures=True)
+
+    # -- driving the adapter ---------------------------------------------------------------
+
+    def _run(self, order: DrainOrder) -> DrainReport:
+        with self._drive, self._cond:
+            if self._resumed_gen > order.ticket and not self._wanted_drained():
+                raise Superseded("superseded by a later resume before it began")
+            if order.expires_at is not None and order.expires_at < self._now():
+                raise Expired("the request expired while it waited behind another drain")
+            self._commanded_drained = True
+            self._in_drain += 1
+        started = time.monotonic()
+        try:
+            report = self.adapter.drain(order.deadline)
+        finally:
+            with self._cond:
+                self._in_drain -= 1
+                resumed = self._resumed_gen > order.ticket and not self._wanted_drained()
+                self._cond.notify_all()
+            self._reconcile()
+        if resumed and not report.aborted:
+            report.aborted = True
+            report.duration_s = round(time.monotonic() - started, 4)
+        return report
+
+    def _reconcile(self) -> None:
+        """Resume the adapter if that is what is wanted now (idempotent for every adapter)."""
+        with self._drive:
+            with self._cond:
+                if self._wanted_drained():
+                    return
+            self.adapter.resume()
+
+    def _nudge(self, gen: int) -> None:
+        """Repeat a resume until a drain that was entering the adapter has returned.
+
+        The drain closes the adapter's gate as its first act; a resume that got there first is
+        undone by it, and the drain would then wait for the work in flight before returning.
+        """
+        give_up = time.monotonic() + NUDGE_FOR
+        while time.monotonic() < give_up:
+            with self._cond:
+                if not self._in_drain or self._gen != gen:
+                    return
+                self._cond.wait(NUDGE_EVERY)
+                if not self._in_drain or self._gen != gen:
+                    return
+            self._reconcile()
+
+
+def _log_failure(future: Future[DrainReport]) -> None:
+    exc = future.exception()
+    if exc is not None and not isinstance(exc, Superseded):
+        logger.error("fence drain failed: %s", exc, exc_info=exc)
