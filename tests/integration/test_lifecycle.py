@@ -68,9 +68,17 @@ def settled(listener: ControlListener, state: State, adapter: JobsAdapter) -> bo
     return listener.state is state and adapter.accepting == (state is State.RUNNING)
 
 
-def in_background(func: Any) -> tuple[threading.Thread, list[Outcome]]:
+def drain_in_background(
+    client: ControlClient, deadline: float = 20
+) -> tuple[threading.Thread, list[Outcome]]:
+    """Send a drain from a thread (it waits for its reply); the outcome lands in the list."""
     box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(func()), daemon=True)
+    args = {"deadline": deadline}
+
+    def send() -> None:
+        box.append(client.send(Command.DRAIN, args=args, timeout=deadline + 5))
+
+    thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread, box
 
@@ -84,13 +92,9 @@ def test_queued_drain_superseded_by_a_later_resume_never_runs(
     listener = start_listener(adapter=jobs)
     worker = run_job_in_thread(jobs, "long", 1.0)
     client = ControlClient(settings)
-    first, first_box = in_background(
-        lambda: client.send(Command.DRAIN, args={"deadline": 20}, timeout=25)
-    )
+    first, first_box = drain_in_background(client)
     wait_for(lambda: listener.state is State.DRAINING, 5, "drain A")
-    second, second_box = in_background(
-        lambda: client.send(Command.DRAIN, args={"deadline": 20}, timeout=25)
-    )
+    second, second_box = drain_in_background(client)
     time.sleep(0.2)  # drain B is queued behind A
     assert client.send(Command.RESUME).ok
     first.join()
@@ -149,9 +153,7 @@ def test_aborted_drain_is_a_failed_acknowledgement(
     listener = start_listener(adapter=jobs)
     worker = run_job_in_thread(jobs, "slow", 1.0)
     client = ControlClient(settings)
-    thread, box = in_background(
-        lambda: client.send(Command.DRAIN, args={"deadline": 20}, timeout=25)
-    )
+    thread, box = drain_in_background(client)
     wait_for(lambda: listener.state is State.DRAINING, 5, "draining")
     assert client.send(Command.RESUME).ok
     thread.join()
@@ -291,9 +293,7 @@ def test_concurrent_drains_each_report_the_job_that_finished(
     listener = start_listener(adapter=jobs)
     worker = run_job_in_thread(jobs, "shared", 0.6)
     client = ControlClient(settings)
-    thread, box = in_background(
-        lambda: client.send(Command.DRAIN, args={"deadline": 10}, timeout=15)
-    )
+    thread, box = drain_in_background(client, 10)
     wait_for(lambda: listener.state is State.DRAINING, 5, "draining")
     final = listener.drain(10, final=True)
     thread.join()
