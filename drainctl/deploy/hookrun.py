@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.deploy.githook import (
+    VerifyArgs,
     deployed,
     parse_updates,
     pre_commit_lines,
@@ -20,10 +21,9 @@ from drainctl.deploy.githook import (
 from drainctl.deploy.orchestrator import Deployment
 from drainctl.deploy.plan import DeployOptions
 from drainctl.deploy.progress import Reporter
-from drainctl.errors import DrainctlError
+from drainctl.errors import DrainctlError, interrupt_code
 
 BLOCKED = 1
-INTERRUPTED = 130
 
 
 def run_hook(
@@ -58,16 +58,41 @@ def run_hook(
         ack_timeout=options["ack_timeout"],
     )
     client = ControlClient(settings, sender="pre-push")
+    deployment = Deployment(client, deploy_options, reporter, Path.cwd(), source="hook")
     try:
-        Deployment(client, deploy_options, reporter, Path.cwd()).prepare()
+        plan = deployment.prepare()
     except DrainctlError as exc:
         reporter.note(f"drainctl: push blocked: {exc}")
+        deployment.unlock()
+        _record(deployment, exc.exit_code, str(exc))
         return BLOCKED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         reporter.note("drainctl: interrupted; the fence was lifted and the app resumed")
-        return INTERRUPTED
+        deployment.unlock()
+        _record(deployment, interrupt_code(exc), "interrupted")
+        return interrupt_code(exc)
     finally:
         reporter.close()
-    log = start_verify(client.app, settings.redis_url, update.local_sha, options["verify_timeout"])
+    if plan is None:  # nothing to deploy: nothing was drained
+        deployment.unlock()
+        return 0
+    # What verify needs is taken now, before git pushes and the old instances go away.
+    deployment.hand_over()
+    log = start_verify(
+        client.app,
+        settings.redis_url,
+        update.local_sha,
+        VerifyArgs(
+            timeout=options["verify_timeout"],
+            deploy_id=deployment.deploy_id,
+            drained=sorted(deployment.drained_ids),
+            expect=plan.counts(),
+        ),
+    )
     reporter.note(f"drainctl: drained; verifying in the background: tail -f {log}")
     return 0
+
+
+def _record(deployment: Deployment, code: int, error: str) -> None:
+    if deployment.lock is not None:
+        deployment.record(code, error)

@@ -33,6 +33,7 @@ def record(
         "heartbeat_interval": 1.0,
         "host": "h",
         "pid": 42,
+        "state": "running",
         **extra,
     }
     return InstanceRecord(doc=doc, age=3.0 if stale else 0.1)
@@ -155,6 +156,45 @@ def test_two_restarts_are_not_yet_a_crash_loop() -> None:
     for i in range(3):
         obs.update([record(f"n{i}", release="v2", commit=SHA)], s, now=float(i))
     assert decide(obs, s, elapsed=2.5, now=2.5).crash_loops == []
+
+
+def test_old_instances_never_count_as_new_whatever_commit_they_report() -> None:
+    """A redeploy of the live commit: the drained instances report it, yet are not the new
+    release; only an instance id outside the drained set is."""
+    new = NewRelease(commit=SHA, old_releases=frozenset({"v1"}), old_instances=frozenset({"o1"}))
+    assert not new.matches({"instance_id": "o1", "commit": SHA, "release": "v2"})
+    assert new.matches({"instance_id": "n1", "commit": SHA, "release": "v1"})
+
+
+def test_a_drained_new_instance_is_not_up() -> None:
+    """A new instance held drained (a fence on the new release) never counts as stable."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA, state="drained")], s, now=0.0)
+    assert not decide(obs, s, elapsed=5.0, now=5.0).ok
+    obs.update([record("n1", release="v2", commit=SHA)], s, now=6.0)
+    assert decide(obs, s, elapsed=6.0, now=6.0).ok
+
+
+def test_four_workers_without_dyno_are_no_crash_loop() -> None:
+    """Without DYNO a lineage is the process type: N new instances are N, not N-1 restarts."""
+    obs, s = Observations(), spec(required={"worker": 4})
+    live = [record(f"n{i}", release="v2", commit=SHA, dyno=None) for i in range(4)]
+    obs.update(live, s, now=0.0)
+    verdict = decide(obs, s, elapsed=2.0, now=2.0)
+    assert verdict.crash_loops == []
+    assert verdict.ok
+    for i in range(4, 7):  # three more starts beyond the four expected: a crash loop
+        obs.update([*live, record(f"n{i}", release="v2", commit=SHA, dyno=None)], s, now=3.0)
+    assert decide(obs, s, elapsed=3.0, now=3.0).crash_loops[0]["restarts"] == 3
+
+
+def test_zombie_without_dyno_is_named_by_type() -> None:
+    """No DYNO: a zombie is named by its process type, instance id, host and pid."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA), record("o1", dyno=None)], s, now=0.0)
+    verdict = decide(obs, s, elapsed=5.0, now=5.0)
+    assert "zombie worker (o1) of release v1 on h pid 42" in verdict.message()
+    assert "None" not in verdict.message()
 
 
 def test_timeout_names_the_missing_instances() -> None:
