@@ -8,7 +8,7 @@ deploy takes it over, and appends the deploy's history record when it ends.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from drainctl.channel import ControlClient
@@ -21,7 +21,7 @@ from drainctl.deploy.progress import Reporter
 from drainctl.deploy.result import DeployResult
 from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, VerifySpec
-from drainctl.errors import DrainctlError, VerifyFailed
+from drainctl.errors import DeployLocked, DrainctlError, VerifyFailed
 from drainctl.signing import Signer
 
 
@@ -81,11 +81,18 @@ def _adopt(
     if request.deploy_id is None:
         return None
     with translate_outage(client.settings):
-        holder = read_holder(client.client, client.app, signer)
-        if holder is None or holder.deploy_id != request.deploy_id:
-            holder = Holder.me(request.deploy_id, request.commit or "", server_now(client.client))
-        lock = DeployLock(client.client, client.app, holder, signer)
-        lock.refresh(phase=VERIFY_PHASE)
+        current = read_holder(client.client, client.app, signer)
+        mine = Holder.me(request.deploy_id, request.commit or "", server_now(client.client))
+        if current is not None and current.deploy_id == request.deploy_id:
+            mine = current
+        lock = DeployLock(client.client, client.app, replace(mine, phase=VERIFY_PHASE), signer)
+        if current is not None:
+            lock.refresh()  # another deploy's already: lost, and this verify stops at once
+            return lock
+        try:  # the hand-over expired before this verify started: take it back
+            lock.acquire()
+        except DeployLocked:
+            lock.lost.set()
     return lock
 
 
@@ -93,8 +100,8 @@ def _say_superseded(client: ControlClient, reporter: Reporter, signer: Signer | 
     with translate_outage(client.settings):
         holder = read_holder(client.client, client.app, signer)
         now = server_now(client.client)
-    newer = holder.describe(now) if holder else "a newer deploy"
-    reporter.note(f"drainctl: stopped verifying: {newer} took the deploy lock")
+    if holder is not None:
+        reporter.note(f"drainctl: the deploy lock is held by {holder.describe(now)}")
 
 
 def _finish(
@@ -104,9 +111,8 @@ def _finish(
     try:
         with translate_outage(client.settings):
             lock.release()
-            if not result.verdict.get("stopped"):
-                entry = result.history_record(lock.holder.deploy_id, lock.holder.who, "hook")
-                history.append(client.client, client.app, entry, signer)
+            entry = result.history_record(lock.holder.deploy_id, lock.holder.who, "hook")
+            history.append(client.client, client.app, entry, signer)
     except DrainctlError:
         pass  # the verdict is already printed; a Redis outage must not hide it
 

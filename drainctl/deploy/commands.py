@@ -269,6 +269,7 @@ def hook() -> None:
 @seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
 @seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
 @seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
+@seconds_option("--stable-for", help="Seconds each new instance must run [10].")
 @handle_errors
 def install(remote: str, app: str | None, **timings: float | None) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
@@ -299,6 +300,7 @@ def uninstall() -> None:
 @seconds_option("--drain-deadline", default=25.0)
 @seconds_option("--ack-timeout")
 @seconds_option("--verify-timeout", default=120.0)
+@seconds_option("--stable-for", default=10.0)
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:

@@ -135,13 +135,15 @@ class VerifyArgs:
     """What the background verify needs, taken by the hook before git pushes."""
 
     timeout: float
+    stable_for: float
     deploy_id: str
     drained: list[str]
     expect: dict[str, int]
 
     def argv(self) -> list[str]:
         """As ``drainctl verify`` options."""
-        args = ["--verify-timeout", str(self.timeout), "--deploy-id", self.deploy_id]
+        args = ["--verify-timeout", str(self.timeout), "--stable-for", str(self.stable_for)]
+        args += ["--deploy-id", self.deploy_id]
         args += [part for instance in self.drained for part in ("--drained", instance)]
         args += [part for kind, n in self.expect.items() for part in ("--expect", f"{kind}={n}")]
         args += [part for kind in self.expect for part in ("--process-type", kind)]

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.deploy.githook import (
+    RefUpdate,
     VerifyArgs,
     deployed,
     parse_updates,
@@ -21,6 +22,7 @@ from drainctl.deploy.githook import (
 from drainctl.deploy.orchestrator import Deployment
 from drainctl.deploy.plan import DeployOptions
 from drainctl.deploy.progress import Reporter
+from drainctl.deploy.push import DEPLOY_ENV
 from drainctl.errors import DrainctlError, interrupt_code
 
 BLOCKED = 1
@@ -49,6 +51,16 @@ def run_hook(
     update = deployed(parse_updates(lines))
     if remote not in (name, url) or update is None:
         return 0
+    if env.get(DEPLOY_ENV):
+        reporter.note(f"drainctl: deploy {env[DEPLOY_ENV]} drives this push: nothing to do here")
+        return 0
+    return _drain(settings, name, update, options, reporter)
+
+
+def _drain(
+    settings: Settings, name: str, update: RefUpdate, options: dict[str, Any], reporter: Reporter
+) -> int:
+    """Lock, drain and hand the lock over to a background verify; exit code for git."""
     deploy_options = DeployOptions(
         remote=name,
         ref=f"{update.local_sha}:{update.remote_ref}",
@@ -84,6 +96,7 @@ def run_hook(
         update.local_sha,
         VerifyArgs(
             timeout=options["verify_timeout"],
+            stable_for=options["stable_for"],
             deploy_id=deployment.deploy_id,
             drained=sorted(deployment.drained_ids),
             expect=plan.counts(),

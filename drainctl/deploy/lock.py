@@ -156,17 +156,14 @@ class DeployLock:
         return bool(kept)
 
     def still_mine(self) -> bool:
-        """Refresh at most every REFRESH_EVERY seconds; False once a newer deploy has the lock.
+        """Refresh at most every REFRESH_EVERY seconds; False for good once the lock was lost.
 
-        A lock that merely expired (the hook's hand-over took long) is taken back.
+        A lock found missing is lost too: a newer deploy may have taken it and finished since.
         """
         now = time.monotonic()
-        if now < self._next_check:
-            return not self.lost.is_set()
-        self._next_check = now + REFRESH_EVERY
-        expired = not self.refresh() and read_holder(self.client, self.app, self.signer) is None
-        if expired and self._acquire(keys=[self.key], args=[self._doc(), _ms(LOCK_TTL)]):
-            self.lost.clear()
+        if now >= self._next_check and not self.lost.is_set():
+            self._next_check = now + REFRESH_EVERY
+            self.refresh()
         return not self.lost.is_set()
 
     def release(self) -> None:

@@ -205,7 +205,7 @@ class Deployment:
             self._push_lines.append(line)
             self.reporter.output(line)
 
-        run_push(command, self.cwd, show)
+        run_push(command, self.cwd, show, self.deploy_id)
         self.result.pushed = True
 
     def verify(self, plan: Plan) -> Verdict:

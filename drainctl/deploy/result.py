@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The one-word verdict of a finished deploy.
-OK, NOOP, FAILED, INTERRUPTED = "ok", "noop", "failed", "interrupted"
+# The one-word verdict of a finished deploy (superseded: a newer deploy took over its verify).
+OK, NOOP, FAILED, INTERRUPTED, SUPERSEDED = "ok", "noop", "failed", "interrupted", "superseded"
 
 
 @dataclass
@@ -29,9 +29,11 @@ class DeployResult:
 
     @property
     def outcome(self) -> str:
-        """``ok``, ``noop``, ``failed`` or ``interrupted``."""
+        """``ok``, ``noop``, ``failed``, ``interrupted`` or ``superseded``."""
         if self.exit_code in (130, 143):
             return INTERRUPTED
+        if self.verdict.get("stopped"):
+            return SUPERSEDED
         if self.exit_code:
             return FAILED
         return NOOP if self.noop else OK

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from drainctl.deploy.githook import ZERO_SHA, deployed, parse_updates, pre_commit_lines
+from drainctl.deploy.githook import (
+    ZERO_SHA,
+    VerifyArgs,
+    deployed,
+    parse_updates,
+    pre_commit_lines,
+)
+from drainctl.deploy.gitrepo import remote_ref
 from drainctl.deploy.plan import make_plan, read_procfile, target_types
 from drainctl.deploy.push import last_segment
 from drainctl.deploy.verify import NewRelease, Observations, VerifySpec, decide
@@ -255,3 +262,27 @@ def test_push_output_keeps_what_a_terminal_would_show() -> None:
     """Progress redrawn with carriage returns and erase codes collapses to its last state."""
     assert last_segment("Counting: 50%\rCounting: 100%, done.\n") == "Counting: 100%, done."
     assert last_segment("remote: v2 is up\x1b[K\n") == "remote: v2 is up"
+
+
+def test_the_hook_hands_its_counts_and_drained_set_to_the_background_verify() -> None:
+    """What the hook saw before git pushed reaches the verify as arguments, not re-read later."""
+    args = VerifyArgs(
+        timeout=120.0, stable_for=10.0, deploy_id="d1", drained=["a", "b"], expect={"worker": 2}
+    ).argv()
+    assert args == [
+        "--verify-timeout", "120.0", "--stable-for", "10.0", "--deploy-id", "d1",
+        "--drained", "a", "--drained", "b", "--expect", "worker=2", "--process-type", "worker",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ref", "remote"),
+    [
+        ("HEAD:main", "refs/heads/main"),
+        ("+abc:refs/heads/x", "refs/heads/x"),
+        ("main", "refs/heads/main"),
+    ],
+)
+def test_remote_ref_of_a_push_ref(ref: str, remote: str) -> None:
+    """The ref git ls-remote is asked about is the push ref's remote side."""
+    assert remote_ref(ref) == remote
