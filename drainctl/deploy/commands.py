@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from drainctl.channel import ControlClient
     from drainctl.deploy.progress import Reporter
 
-INTERRUPTED = 130
-
 
 def _client(opts: Options, app: str | None) -> ControlClient:
     from drainctl.channel import ControlClient

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from drainctl.channel import ControlClient, Outcome, Target
-from drainctl.connection import ServerClock, translate_outage
+from drainctl.channel import ControlClient
+from drainctl.connection import translate_outage
 from drainctl.deploy import gitrepo, history
+from drainctl.deploy.draining import Drainer
 from drainctl.deploy.lock import VERIFY_PHASE, DeployLock, Holder, server_now
 from drainctl.deploy.plan import (
     DeployOptions,
@@ -38,15 +37,12 @@ from drainctl.deploy.result import DeployResult
 from drainctl.deploy.signals import interrupt_on_sigterm
 from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec, watch
-from drainctl.errors import DrainctlError, NotAcknowledged, VerifyFailed
-from drainctl.fence import Fence, FenceStore
-from drainctl.protocol import Command
+from drainctl.errors import DrainctlError, VerifyFailed
+from drainctl.fence import FenceStore
 from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
-POLL = 0.2
-NEWCOMER_ROUNDS = 3
 # What git prints when the remote already has everything: no release happens.
 UP_TO_DATE = "Everything up-to-date"
 
@@ -171,30 +167,11 @@ class Deployment:
 
     def drain(self, plan: Plan) -> None:
         """Fence the old release(s), drain every targeted instance, wait for every ack."""
-        self.reporter.step(
-            "drain",
-            f"deadline {self.options.drain_deadline:g}s, fenced releases "
-            f"{', '.join(plan.releases) or 'none'}",
-        )
-        args = {"deadline": self.options.drain_deadline, "fences": self._set_fences(plan)}
-        outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
-        for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
-            newcomers = self._newcomers(plan, outcome)
-            if not newcomers:
-                break
-            for instance_id in newcomers:
-                more = self._drain_watched(Target(instance_id=instance_id), args)
-                outcome.replies += more.replies
-                outcome.missing += more.missing
-        self._account(outcome)
-        self.drained_ids |= {r.instance_id for r in plan.instances}
-        self.drained_ids |= {r.instance_id for r in outcome.replies}
-        self.drained_ids |= {r.instance_id for r in outcome.missing}
-        if not outcome.ok:
-            raise NotAcknowledged(
-                f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
-                "nothing was pushed and the app was resumed"
-            )
+        drainer = Drainer(self.client, self.options, self.reporter, self.fences, self.result)
+        try:
+            drainer.run(plan, self.deploy_id)
+        finally:
+            self.drained_ids |= drainer.drained_ids
 
     def push(self, plan: Plan) -> None:
         """Run the push command, streaming its output (kept, to tell a push that did nothing)."""
@@ -287,73 +264,6 @@ class Deployment:
                 f"{exc}; no instance of the new release came up: the fence was lifted and the "
                 "old release resumed"
             ) from None
-
-    def _set_fences(self, plan: Plan) -> list[dict[str, Any]]:
-        clock = ServerClock()
-        with translate_outage(self.client.settings):
-            clock.sync(self.client.client)
-            fences = [
-                Fence(
-                    release,
-                    plan.process_types,
-                    clock.now() + self.options.fence_ttl,
-                    self.deploy_id,
-                )
-                for release in plan.releases
-            ]
-            for fence in fences:
-                self.fences.set(fence, self.options.fence_ttl)
-            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
-            # fenced by an earlier deploy must not bring the new instances up drained.
-            self.fences.lift_any([plan.commit])
-        return [fence.as_arg() for fence in fences]
-
-    def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
-        """Send the drain in a thread; meanwhile show heartbeat states as they change."""
-        box: list[Outcome | BaseException] = []
-
-        def send() -> None:
-            try:
-                box.append(
-                    self.client.send(
-                        Command.DRAIN, target=target, args=args, timeout=self.options.ack_wait
-                    )
-                )
-            except BaseException as exc:  # re-raised in the calling thread
-                box.append(exc)
-
-        thread = threading.Thread(target=send, name="drainctl-deploy-drain", daemon=True)
-        thread.start()
-        types = set(target.process_types or ())
-        while thread.is_alive():
-            thread.join(POLL)
-            with contextlib.suppress(DrainctlError):
-                self.reporter.rows(
-                    [Row.of_record(r) for r in self.client.live(frozenset(types) or None)]
-                )
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        outcome = box[0]
-        self.reporter.rows(
-            [Row.of_reply(r) for r in outcome.replies]
-            + [replace(Row.of_record(r), state="NO REPLY") for r in outcome.missing]
-        )
-        return outcome
-
-    def _newcomers(self, plan: Plan, outcome: Outcome) -> list[str]:
-        known = {r.instance_id for r in outcome.replies} | {r.instance_id for r in outcome.missing}
-        return [
-            r.instance_id
-            for r in self.client.live(frozenset(plan.process_types))
-            if r.instance_id not in known and r.doc.get("state") != "drained"
-        ]
-
-    def _account(self, outcome: Outcome) -> None:
-        for reply in outcome.replies:
-            kind = str(reply.instance.get("process_type"))
-            self.result.drained[kind] = self.result.drained.get(kind, 0) + 1
-            self.result.jobs_finished += len(reply.data.get("finished", []))
-            self.result.jobs_handed_back += len(reply.data.get("handed_back", []))
 
     def _summary(self, verdict: Verdict) -> None:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.result.phases_s.items())

@@ -155,7 +155,7 @@ def dynoless(tmp_path: Path, redis_server: RedisServer, app: str) -> Iterator[Lo
 
 def test_four_workers_without_dyno_deploy(dynoless: LocalHeroku) -> None:
     """Four new workers without DYNO are four instances, not three restarts of one."""
-    assert len(dynoless.live("worker")) == 4
+    wait_for(lambda: len(dynoless.live("worker")) == 4, what="four workers")
     assert all(r.doc.get("dyno") is None for r in dynoless.live())
     dynoless.commit("v2")
     done, summary = dynoless.deploy()
@@ -163,3 +163,4 @@ def test_four_workers_without_dyno_deploy(dynoless: LocalHeroku) -> None:
     assert summary["verify"]["stable"] == {"clock": 1, "worker": 4}
     assert summary["verify"]["crash_loops"] == []
     dynoless.wait_for_release("v2")
+    assert len(dynoless.live("worker")) == 4
