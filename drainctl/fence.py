@@ -19,12 +19,15 @@ import logging
 import threading
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from drainctl.errors import ProtocolError
 from drainctl.keys import Keys
+
+if TYPE_CHECKING:
+    from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +88,25 @@ return 1
 class FenceStore:
     """The requester side: set, keep and lift fences (used by the deploy orchestrator)."""
 
-    def __init__(self, client: redis.Redis, app: str) -> None:
+    def __init__(self, client: redis.Redis, app: str, signer: Signer | None = None) -> None:
         self.client = client
         self.keys = Keys(app)
+        self.signer = signer
         self._owned = client.register_script(_OWNED_SET)
 
     def set(self, fence: Fence, ttl: float) -> None:
         """Write (or overwrite) the fence with its own expiry."""
-        self.client.set(self.keys.fence(fence.release), fence.encode(), px=round(ttl * 1000))
+        self.client.set(
+            self.keys.fence(fence.release), self._stored(fence, ttl), px=round(ttl * 1000)
+        )
+
+    def _stored(self, fence: Fence, ttl: float) -> str:
+        """The document as stored: signed (kind ``fence``) when a secret is set, so listeners
+        can tell a deploy's fence from one anybody with write access to Redis made up."""
+        if self.signer is None:
+            return fence.encode()
+        # The fence was made at until - ttl on the Redis clock: that is its signing time.
+        return json.dumps(self.signer.sign(fence.as_arg(), "fence", fence.until - ttl))
 
     def get(self, release: str) -> Fence | None:
         """The fence on ``release``, or None (no key, or one that cannot be decoded)."""
@@ -112,8 +126,9 @@ class FenceStore:
         if fence is None or fence.deploy_id != deploy_id:
             return False
         kept = replace(fence, until=now + ttl)
+        stored = self._stored(kept, ttl)
         return bool(self._owned(keys=[self.keys.fence(release)],
-                                args=[deploy_id, kept.encode(), round(ttl * 1000)]))  # fmt: skip
+                                args=[deploy_id, stored, round(ttl * 1000)]))  # fmt: skip
 
     def lift(self, releases: list[str], deploy_id: str) -> int:
         """Delete this deploy's fences (before resuming the instances they held); a fence set by

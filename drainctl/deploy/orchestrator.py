@@ -65,8 +65,8 @@ class Deployment:
         self.reporter = reporter
         self.cwd = cwd
         self.source = source
-        self.fences = FenceStore(client.client, client.app)
         self.signer = Signer.from_settings(client.settings)
+        self.fences = FenceStore(client.client, client.app, self.signer)
         self.result = DeployResult()
         self.deploy_id = uuid.uuid4().hex[:12]
         self.lock: DeployLock | None = None
@@ -100,6 +100,7 @@ class Deployment:
         """
         plan: Plan = self._timed("plan", self.plan)
         if self._already_live():
+            self._lift_stale_fences(plan)
             self._noop()
             return None
         self._guarded(plan, "drain", lambda: self.drain(plan))
@@ -225,6 +226,17 @@ class Deployment:
             return False
         head = gitrepo.remote_head(self.options.remote, self.options.ref, self.cwd)
         return head == self.result.commit
+
+    def _lift_stale_fences(self, plan: Plan) -> None:
+        """The remote is at the commit, so instances running it are the newest live release: a
+        fence on it (left by an abandoned deploy) must not keep it drained."""
+        at_commit = NewRelease(commit=plan.commit)
+        live = {str(r.doc.get("release")) for r in plan.instances if at_commit.matches(r.doc)}
+        with translate_outage(self.client.settings):
+            stale = tuple(r for r in sorted(live) if self.fences.get(r) is not None)
+        if stale:
+            self.reporter.note(f"the live release {', '.join(stale)} is fenced: lifting it")
+            lift_and_resume(self.client, stale, plan.process_types, self.reporter, None)
 
     def _noop(self) -> DeployResult:
         """Nothing was deployed: say so; the caller has resumed anything this deploy drained."""

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from drainctl.channel import ControlClient
+from drainctl.fence import Fence, FenceStore
+from drainctl.protocol import Command
 from tests.conftest import assert_no_lasting_keys
 from tests.e2e.heroku import APP_SOURCE, LocalHeroku
 from tests.polling import wait_for
@@ -62,6 +65,24 @@ def test_redeploy_of_the_live_commit_is_a_noop(heroku: LocalHeroku) -> None:
     assert_work_continues(heroku)
     (record,) = json.loads(heroku.drainctl("history", "--json").stdout)
     assert (record["verdict"], record["exit_code"], record["commit"]) == ("noop", 0, commit)
+
+
+def test_a_noop_deploy_lifts_a_fence_left_on_the_live_release(heroku: LocalHeroku) -> None:
+    """An abandoned deploy left v1 (the live release) fenced and drained: redeploying its commit
+    lifts that fence and resumes everyone, so a fence never stays on the newest live release."""
+    seconds, micros = heroku.redis.time()
+    fence = Fence("v1", ("clock", "worker"), seconds + micros / 1e6 + 60, "abandoned")
+    FenceStore(heroku.redis, heroku.app).set(fence, 60)
+    client = ControlClient(heroku.settings())
+    drained = client.send(Command.DRAIN, args={"deadline": 3, "fences": [fence.as_arg()]})
+    assert drained.ok
+    assert heroku.drainctl("resume").returncode == 3  # fenced: refused
+    done, summary = heroku.deploy()
+    assert done.returncode == 0, done.stderr
+    assert summary["verdict"] == "noop"
+    assert "the live release v1 is fenced: lifting it" in done.stderr
+    assert heroku.fence_keys() == []
+    heroku.wait_for_release("v1")
 
 
 def test_push_that_releases_nothing_resumes_the_drained_app(heroku: LocalHeroku) -> None:

@@ -151,3 +151,19 @@ def test_status_shows_the_deploy_in_progress(settings: Settings, redis_client: r
         held.release()
     assert done.returncode == 0, done.stderr
     assert "deploy in progress: deploy busy by ann@laptop" in done.stdout
+
+
+def test_a_fence_is_signed_when_a_secret_is_set_and_stays_signed_when_kept(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """With a secret the stored fence carries a signature (kind ``fence``), also once kept."""
+    app, signer = settings.app or "", Signer(["s3cret"])
+    store = FenceStore(redis_client, app, signer)
+    now = server_now(redis_client)
+    store.set(Fence("v1", ("worker",), now + 60.0, "d1"), 60.0)
+    for _ in range(2):
+        body = json.loads(redis_client.get(Keys(app).fence("v1")) or b"{}")
+        assert signer.authenticate(body, "fence")
+        assert Fence.decode(body).deploy_id == "d1"
+        assert store.keep("v1", "d1", server_now(redis_client), ttl=120.0)
+    assert store.lift(["v1"], "d1") == 1
