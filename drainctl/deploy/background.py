@@ -22,6 +22,7 @@ from drainctl.deploy.result import DeployResult
 from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, VerifySpec
 from drainctl.errors import DeployLocked, DrainctlError, VerifyFailed
+from drainctl.fence import FenceStore
 from drainctl.signing import Signer
 
 
@@ -67,7 +68,7 @@ def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter
             _resume_old(client, new, spec, reporter, request.deploy_id)
             result.noop, result.exit_code, result.error = True, 0, None
             return result
-        raise
+        raise _with_undo(client, exc) from None
     finally:
         if lock is not None:
             _finish(client, lock, result, signer)
@@ -94,6 +95,16 @@ def _adopt(
         except DeployLocked:
             lock.lost.set()
     return lock
+
+
+def _with_undo(client: ControlClient, exc: VerifyFailed) -> VerifyFailed:
+    """The failure, naming the command that lifts the fences left in place (if any)."""
+    with translate_outage(client.settings):
+        fenced = FenceStore(client.client, client.app).fenced_releases()
+    if not fenced:
+        return exc
+    hint = undo_hint(client.app, fenced)
+    return VerifyFailed(f"{exc}; {', '.join(fenced)} stays fenced; to undo: {hint}")
 
 
 def _say_superseded(client: ControlClient, reporter: Reporter, signer: Signer | None) -> None:

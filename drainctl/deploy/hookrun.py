@@ -23,6 +23,7 @@ from drainctl.deploy.orchestrator import Deployment
 from drainctl.deploy.plan import DeployOptions
 from drainctl.deploy.progress import Reporter
 from drainctl.deploy.push import DEPLOY_ENV
+from drainctl.deploy.undo import undo_hint
 from drainctl.errors import DrainctlError, interrupt_code
 
 BLOCKED = 1
@@ -102,7 +103,11 @@ def _drain(
             expect=plan.counts(),
         ),
     )
-    reporter.note(f"drainctl: drained; verifying in the background: tail -f {log}")
+    undo = undo_hint(client.app, plan.releases)
+    reporter.note(
+        f"drainctl: drained; verifying in the background: tail -f {log} (if the push fails it "
+        f"resumes the app; by hand: `{undo}`)"
+    )
     return 0
 
 

@@ -286,6 +286,11 @@ class Deployment:
             f"finished during the drain, {self.result.jobs_handed_back} handed back; new "
             f"release: {counts_text(verdict.stable)}",
         )
+        if self.result.undo:
+            self.reporter.note(
+                f"{', '.join(self.result.from_releases)} stays fenced for 24 h so its zombies "
+                f"never resume; `{self.result.undo}` lifts it"
+            )
 
 
 def verify_release(

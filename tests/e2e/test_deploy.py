@@ -23,6 +23,9 @@ def test_happy_path_loses_and_doubles_nothing(heroku: LocalHeroku) -> None:
     assert summary["commit"] == commit
     assert set(summary["phases_s"]) == {"plan", "drain", "push", "verify"}
     assert summary["drained"] == {"clock": 1, "worker": 1}
+    assert summary["verdict"] == "ok"
+    undo = f"drainctl --app {heroku.app} unfence --release v1"
+    assert f"v1 stays fenced for 24 h so its zombies never resume; `{undo}` lifts it" in done.stderr
     assert heroku.release_of("worker") == {"v2"}
     assert heroku.release_of("clock") == {"v2"}
     heroku.enqueue(*JOBS[8:])
