@@ -185,3 +185,37 @@ def test_four_workers_without_dyno_deploy(dynoless: LocalHeroku) -> None:
     assert summary["verify"]["crash_loops"] == []
     dynoless.wait_for_release("v2")
     assert len(dynoless.live("worker")) == 4
+
+
+def test_verify_resumes_and_exits_0_when_nothing_was_deployed(heroku: LocalHeroku) -> None:
+    """`verify --resume-if-not-deployed` for a commit that never came up: it lifts the fence,
+    resumes the old release, says so and exits 0."""
+    seconds, micros = heroku.redis.time()
+    fence = Fence("v1", ("clock", "worker"), seconds + micros / 1e6 + 60, "hook-deploy")
+    FenceStore(heroku.redis, heroku.app).set(fence, 60)
+    client = ControlClient(heroku.settings())
+    assert client.send(Command.DRAIN, args={"deadline": 3, "fences": [fence.as_arg()]}).ok
+    commit = heroku.commit("never pushed")
+    done = heroku.drainctl(
+        "verify", "--commit", commit, "--verify-timeout", "1", "--resume-if-not-deployed"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "nothing was deployed (no instance of the new release came up)" in done.stdout
+    assert "lifted the fence on v1 and resumed it" in done.stdout
+    assert heroku.fence_keys() == []
+    heroku.wait_for_release("v1")
+
+
+def test_history_lists_deploys_newest_first(heroku: LocalHeroku) -> None:
+    """`drainctl history` shows who deployed what, from and to which release, and the verdict."""
+    commit = heroku.commit("v2")
+    assert heroku.deploy()[0].returncode == 0
+    assert heroku.deploy()[0].returncode == 0  # the same commit again: a no-op
+    shown = heroku.drainctl("history", "-n", "5")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if commit[:12] in line]
+    assert len(rows) == 2
+    assert "noop (0)" in rows[0]
+    assert "v1" in rows[1]
+    assert "v2" in rows[1]
+    assert "ok (0)" in rows[1]
