@@ -219,3 +219,24 @@ def test_history_lists_deploys_newest_first(heroku: LocalHeroku) -> None:
     assert "v1" in rows[1]
     assert "v2" in rows[1]
     assert "ok (0)" in rows[1]
+
+
+def test_a_fenced_new_release_is_not_up_until_it_takes_work(heroku: LocalHeroku) -> None:
+    """New instances that come up drained (a fence left on their release) fail verify; once
+    `drainctl unfence` lets them take work, the same verify succeeds."""
+    seconds, micros = heroku.redis.time()
+    fence = Fence("v2", ("clock", "worker"), seconds + micros / 1e6 + 60, "stray")
+    FenceStore(heroku.redis, heroku.app).set(fence, 60)
+    commit = heroku.commit("v2")
+    heroku.git("push", "--quiet", "heroku", "HEAD:main")
+    wait_for(lambda: heroku.release_of("worker") == {"v2"}, what="v2 to start")
+    wait_for(lambda: heroku.live("worker")[0].doc["state"] == "drained", what="v2 held drained")
+    verify = ("verify", "--commit", commit, "--stable-for", "1", "--zombie-grace", "4")
+    fenced = heroku.drainctl(*verify, "--verify-timeout", "3")
+    assert fenced.returncode == 5, fenced.stderr
+    assert "worker: 0/1 stable on the new release" in fenced.stderr
+    assert "to undo: drainctl --app" in fenced.stderr
+    lifted = heroku.drainctl("unfence", "--release", "v2")
+    assert lifted.returncode == 0, lifted.stderr
+    done = heroku.drainctl(*verify, "--verify-timeout", "20")
+    assert done.returncode == 0, done.stderr
