@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from drainctl.config import Settings
     from drainctl.errors import (
         ConfigError,
+        DeployLocked,
         DrainctlError,
         NotAcknowledged,
         ProtocolError,
@@ -46,6 +47,7 @@ _EXPORTS = {
     "Target": "drainctl.channel",
     "Settings": "drainctl.config",
     "ConfigError": "drainctl.errors",
+    "DeployLocked": "drainctl.errors",
     "DrainctlError": "drainctl.errors",
     "NotAcknowledged": "drainctl.errors",
     "ProtocolError": "drainctl.errors",
@@ -68,6 +70,7 @@ __all__ = [
     "ConfigError",
     "ControlClient",
     "ControlListener",
+    "DeployLocked",
     "DrainReport",
     "DrainctlError",
     "Identity",

@@ -30,6 +30,8 @@ Exit codes:
   4  the push failed
   5  verification of the new release failed
   6  Redis unreachable
+  7  another deploy of the app is in progress (the deploy lock)
+  130, 143  interrupted by Ctrl-C (SIGINT), by SIGTERM
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,30 +112,52 @@ class Options:
 def _exit_codes() -> dict[type[Exception], int]:
     from drainctl import errors
 
-    return {
-        errors.ConfigError: 2,
-        errors.NotAcknowledged: 3,
-        errors.PushFailed: 4,
-        errors.VerifyFailed: 5,
-        errors.RedisUnavailable: 6,
-    }
+    classes = (
+        errors.ConfigError,
+        errors.NotAcknowledged,
+        errors.PushFailed,
+        errors.VerifyFailed,
+        errors.RedisUnavailable,
+        errors.DeployLocked,
+    )
+    return {cls: cls.exit_code for cls in classes}
 
 
 def handle_errors(func: F) -> F:
-    """Turn DrainctlError into one clear line on stderr and its exit code."""
+    """Turn DrainctlError into one clear line on stderr and its exit code; an interrupt into
+    130 (Ctrl-C) or 143 (SIGTERM) instead of click's "Aborted!" and 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from drainctl.errors import DrainctlError
+        from drainctl.errors import DrainctlError, interrupt_code
 
         try:
             return func(*args, **kwargs)
         except DrainctlError as exc:
-            code = next((c for cls, c in _exit_codes().items() if isinstance(exc, cls)), 1)
             click.echo(f"drainctl: {exc}", err=True)
-            sys.exit(code)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:
+            sys.exit(interrupt_code(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    from drainctl.errors import Terminated
+
+    raise Terminated
+
+
+def _sigterm_interrupts(ctx: click.Context) -> None:
+    """SIGTERM unwinds like Ctrl-C (clean-up runs, exit 143); rq-worker keeps its own drain."""
+    import signal
+    import threading
+
+    if (
+        ctx.invoked_subcommand != "rq-worker"
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"terminal_width": _help_width()})
@@ -186,6 +210,7 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _sigterm_interrupts(ctx)
     ctx.obj = Options(
         redis_url=redis_url,
         app=app,
@@ -207,11 +232,21 @@ def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
 def status(opts: Options) -> None:
     """List live instances: type, dyno, release, state, jobs in flight, memory, last beat."""
     from drainctl import render
+    from drainctl.connection import translate_outage
+    from drainctl.deploy.lock import read_holder, server_now
+    from drainctl.signing import Signer
 
-    records = opts.client().live()
+    client = opts.client()
+    records = client.live()
+    with translate_outage(client.settings):
+        holder = read_holder(client.client, client.app, Signer.from_settings(client.settings))
+        now = server_now(client.client)
     if opts.json:
         render.emit_json([record.as_dict() for record in records])
-    elif records:
+        return
+    if holder is not None:
+        click.echo(f"deploy in progress: {holder.describe(now)}")
+    if records:
         render.status_table(records)
     else:
         click.echo("no live instances")
@@ -293,13 +328,39 @@ def drain(
     """Stop new work and wait for every targeted instance to acknowledge its drain."""
     from drainctl.protocol import Command
 
-    _command(
-        opts,
-        Command.DRAIN,
-        process_type=process_type,
-        instance=instance,
-        timeout=timeout if timeout is not None else deadline + 5,
-        args={"deadline": deadline},
+    try:
+        _command(
+            opts,
+            Command.DRAIN,
+            process_type=process_type,
+            instance=instance,
+            timeout=timeout if timeout is not None else deadline + 5,
+            args={"deadline": deadline},
+        )
+    except KeyboardInterrupt:
+        _interrupted_drain(opts, process_type, instance)
+        raise
+
+
+def _interrupted_drain(opts: Options, process_type: tuple[str, ...], instance: str | None) -> None:
+    """The drain request was delivered: say who is draining now and how to resume them."""
+    import shlex
+
+    from drainctl.errors import DrainctlError
+
+    command = ["drainctl", "--app", opts.client().app, "resume"]
+    command += [part for kind in process_type for part in ("-t", kind)]
+    command += ["--instance", instance] if instance else []
+    try:
+        records = opts.client().live(_process_types(process_type))
+        held = [r for r in records if r.doc.get("state") in ("draining", "drained")]
+        who = ", ".join(r.label for r in held) or "none yet"
+    except DrainctlError:
+        who = "unknown (Redis unreachable)"
+    click.echo(
+        f"drainctl: interrupted; draining or drained: {who}; the drain request was delivered, "
+        f"so the others drain too: resume them with `{shlex.join(command)}`",
+        err=True,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -89,6 +89,19 @@ class Fence:
             raise ProtocolError(f"malformed fence: {exc}") from exc
 
 
+# Compare-and-set / compare-and-delete on the fence's owner: a deploy that lost a race never
+# rewrites or lifts the fence of the deploy that won.
+_OWNED_SET = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, doc = pcall(cjson.decode, current)
+if not ok or type(doc) ~= 'table' or doc['deploy_id'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
 class FenceStore:
     """The requester side: set, keep and lift fences (used by the deploy orchestrator)."""
 
@@ -96,20 +109,58 @@ class FenceStore:
         self.client = client
         self.keys = Keys(app)
         self.signer = signer
+        self._owned = client.register_script(_OWNED_SET)
 
     def set(self, fence: Fence, ttl: float) -> None:
         """Write (or overwrite) the fence with its own expiry, signed when a secret is set."""
-        raw = fence.encode(self.signer, fence.until - ttl)
-        self.client.set(self.keys.fence(fence.release), raw, px=round(ttl * 1000))
+        self.client.set(
+            self.keys.fence(fence.release), self._stored(fence, ttl), px=round(ttl * 1000)
+        )
 
-    def keep(self, release: str, ttl: float = KEPT_FENCE_TTL) -> None:
-        """Extend a fence after a successful deploy, so the old release's zombies never resume."""
-        self.client.pexpire(self.keys.fence(release), round(ttl * 1000))
+    def _stored(self, fence: Fence, ttl: float) -> str:
+        # The fence was made at until - ttl on the Redis clock: that is its signing time.
+        return fence.encode(self.signer, fence.until - ttl)
 
-    def lift(self, releases: list[str]) -> None:
-        """Delete the fences (before resuming the instances they held)."""
-        if releases:
-            self.client.delete(*(self.keys.fence(r) for r in releases))
+    def get(self, release: str) -> Fence | None:
+        """The fence on ``release``, or None (no key, or one that is malformed or forged)."""
+        raw = self.client.get(self.keys.fence(release))
+        try:
+            return Fence.decode(raw, self.signer) if raw is not None else None
+        except ProtocolError:
+            return None
+
+    def keep(self, release: str, deploy_id: str, now: float, ttl: float = KEPT_FENCE_TTL) -> bool:
+        """Extend this deploy's fence after a successful deploy, so zombies never resume.
+
+        The ``until`` inside the document moves too: listeners resume when it passes, whatever
+        the key's own expiry. False when the fence is gone or belongs to another deploy.
+        """
+        fence = self.get(release)
+        if fence is None or fence.deploy_id != deploy_id:
+            return False
+        kept = replace(fence, until=now + ttl)
+        stored = self._stored(kept, ttl)
+        return bool(self._owned(keys=[self.keys.fence(release)],
+                                args=[deploy_id, stored, round(ttl * 1000)]))  # fmt: skip
+
+    def lift(self, releases: list[str], deploy_id: str) -> int:
+        """Delete this deploy's fences (before resuming the instances they held); a fence set by
+        another deploy stays. Returns how many were lifted."""
+        return sum(
+            int(self._owned(keys=[self.keys.fence(r)], args=[deploy_id, "", 0])) for r in releases
+        )
+
+    def lift_any(self, releases: list[str]) -> int:
+        """Delete the fences whoever set them (``drainctl unfence``); how many existed."""
+        return int(self.client.delete(*(self.keys.fence(r) for r in releases))) if releases else 0
+
+    def fenced_releases(self) -> list[str]:
+        """Every release of the app that has a fence now."""
+        prefix = self.keys.fence("")
+        return sorted(
+            key.decode()[len(prefix) :] if isinstance(key, bytes) else str(key)[len(prefix) :]
+            for key in self.client.scan_iter(match=prefix + "*", count=100)
+        )
 
 
 class Change(Enum):

@@ -70,3 +70,13 @@ class Keys:
     def nonce(self, instance_id: str, nonce: str) -> str:
         """A signed request's nonce as seen by one instance; expires once it could not pass."""
         return f"{self.base}nonce:{instance_id}:{nonce}"
+
+    @property
+    def deploy_lock(self) -> str:
+        """The deploy in progress (JSON naming its holder); refreshed by it, expires without it."""
+        return f"{self.base}deploy:lock"
+
+    @property
+    def history(self) -> str:
+        """Stream of finished deploys, capped (MAXLEN ~); its TTL is renewed by each append."""
+        return f"{self.base}deploy:history"

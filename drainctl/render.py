@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,25 @@ def status_table(records: Iterable[InstanceRecord]) -> None:
     _table(
         ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"], rows
     )
+
+
+def history_table(records: Iterable[dict[str, Any]]) -> None:
+    """Deploy history records (newest first) as a table."""
+    rows = [
+        [
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(r.get("at") or 0))),
+            str(r.get("id")),
+            str(r.get("who")),
+            str(r.get("source")),
+            ",".join(r.get("from") or []) or "-",
+            ",".join(r.get("to") or []) or "-",
+            str(r.get("commit") or "")[:12],
+            f"{sum((r.get('phases_s') or {}).values()):.1f}s",
+            f"{r.get('verdict')} ({r.get('exit_code')})",
+        ]
+        for r in records
+    ]
+    _table(["at (UTC)", "id", "who", "via", "from", "to", "commit", "took", "verdict"], rows)
 
 
 def outcome_table(outcome: Outcome) -> None:

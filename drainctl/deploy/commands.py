@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from drainctl.channel import ControlClient
     from drainctl.deploy.progress import Reporter
 
-INTERRUPTED = 130
-
 
 def _client(opts: Options, app: str | None) -> ControlClient:
     from drainctl.channel import ControlClient
@@ -91,6 +89,12 @@ def verify_options(func: Any) -> Any:
     show_default=True,
     help="Seconds after which the fence lifts itself if the deploy never returns.",
 )
+@seconds_option(
+    "--wait-lock",
+    default=0.0,
+    help="Seconds to wait while another deploy of the app holds the deploy lock [default: 0, "
+    "exit 7 at once].",
+)
 @click.pass_obj
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
@@ -99,32 +103,41 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
 
     from drainctl.deploy.orchestrator import Deployment
     from drainctl.deploy.plan import DeployOptions
-    from drainctl.errors import DrainctlError
+    from drainctl.errors import DrainctlError, interrupt_code
 
     as_json = as_json or opts.json
     options["process_types"] = options.pop("process_type")
     reporter = _reporter(as_json)
     deployment = Deployment(_client(opts, app), DeployOptions(**options), reporter, Path.cwd())
+    code, error = 0, None
     try:
         deployment.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         reporter.close()
-        deployment.result.exit_code, deployment.result.error = INTERRUPTED, "interrupted"
-        after = (
-            "verify it with `drainctl verify`"
-            if deployment.result.pushed
-            else ("the fence was lifted and the app resumed")
-        )
-        click.echo(f"drainctl: interrupted; {after}", err=True)
-        sys.exit(INTERRUPTED)
+        code, error = interrupt_code(exc), "interrupted"
+        click.echo(f"drainctl: interrupted; {_after_interrupt(deployment)}", err=True)
+        raise
     except DrainctlError as exc:
-        deployment.result.error = str(exc)
-        deployment.result.exit_code = _code(exc)
+        code, error = exc.exit_code, str(exc)
         raise
     finally:
         reporter.close()
+        if deployment.lock is not None:  # a deploy stopped at the lock is no deploy of its own
+            deployment.record(code, error)
+        deployment.result.exit_code, deployment.result.error = code, error
         if as_json:
             click.echo(_dumps(deployment.result.as_dict()))
+
+
+def _after_interrupt(deployment: Any) -> str:
+    """What an interrupted deploy left behind, and the command that undoes it."""
+    if not deployment.result.pushed:
+        return "the fence was lifted and the app resumed"
+    undo = deployment.result.undo
+    kept = f"; the old release stays fenced: undo with `{undo}`" if undo else ""
+    return (
+        f"pushed; verify it with `drainctl verify --commit {deployment.result.commit[:12]}`{kept}"
+    )
 
 
 @main.command()
@@ -134,44 +147,44 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
 @click.option(
     "--resume-if-not-deployed",
     is_flag=True,
-    help="If no instance of the new release ever shows up (the push failed), lift the deploy "
-    "fence and resume the old release (what the pre-push hook's background verify does).",
+    help="If no instance of the new release ever shows up (the push failed or deployed nothing), "
+    "lift the deploy fence, resume the old release and exit 0 (what the pre-push hook's "
+    "background verify does).",
 )
+@click.option("--drained", multiple=True, hidden=True, help="An instance id drained before.")
+@click.option("--expect", multiple=True, hidden=True, help="TYPE=N new instances required.")
+@click.option("--deploy-id", hidden=True, help="The hook deploy whose lock this verify holds.")
 @click.pass_obj
 @handle_errors
-def verify(
-    opts: Options,
-    /,
-    app: str | None,
-    as_json: bool,
-    **options: Any,
-) -> None:
+def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
     """Check a release pushed some other way: up, stable, not crash-looping, no zombies."""
-    from drainctl.deploy.orchestrator import DeployResult, verify_release
-    from drainctl.deploy.verify import NewRelease, VerifySpec
+    from drainctl.deploy.background import VerifyRequest, run_verify
+    from drainctl.deploy.result import DeployResult
     from drainctl.errors import DrainctlError
 
     client = _client(opts, app)
-    release, commit = options["release"], options["commit"]
-    if release is None and commit is None:
+    commit = options["commit"]
+    if options["release"] is None and commit is None:
         from drainctl.deploy.gitrepo import resolve
 
         commit = resolve("HEAD")
-    new = NewRelease(commit=commit, release=release)
-    spec = VerifySpec(
-        new=new,
-        required=_required(client, new, options["process_type"]),
+    request = VerifyRequest(
+        commit=commit,
+        release=options["release"],
+        process_types=options["process_type"],
         stable_for=options["stable_for"],
         zombie_grace=options["zombie_grace"],
         timeout=options["verify_timeout"],
+        resume_if_not_deployed=options["resume_if_not_deployed"],
+        drained=frozenset(options["drained"]),
+        expect=_counts(options["expect"]),
+        deploy_id=options["deploy_id"],
     )
     reporter, result = _reporter(as_json or opts.json), DeployResult(commit=commit or "")
     try:
-        verify_release(client, spec, reporter, result)
+        result = run_verify(client, request, reporter)
     except DrainctlError as exc:
-        result.error, result.exit_code = str(exc), _code(exc)
-        if options["resume_if_not_deployed"] and not result.verdict.get("new_seen", 1):
-            _resume_old(client, new, tuple(spec.required), reporter)
+        result.error, result.exit_code = str(exc), exc.exit_code
         raise
     finally:
         reporter.close()
@@ -179,33 +192,62 @@ def verify(
             click.echo(_dumps(result.as_dict()))
 
 
-def _resume_old(client: ControlClient, new: Any, types: tuple[str, ...], reporter: Any) -> None:
-    """The push never deployed: lift the fences of the releases still running and resume them."""
-    from drainctl.deploy.orchestrator import lift_and_resume
-
-    old = [r for r in client.live(frozenset(types)) if not new.matches(r.doc)]
-    lift_and_resume(
-        client, tuple(sorted({str(r.doc.get("release")) for r in old})), types, reporter
-    )
-
-
-def _required(client: ControlClient, new: Any, chosen: tuple[str, ...]) -> dict[str, int]:
-    """At least one new instance per type, or as many as the old release has now."""
-    from collections import Counter
-    from pathlib import Path
-
-    from drainctl.deploy.plan import read_procfile, target_types
-
-    live = client.live()
-    types = target_types(chosen, read_procfile(Path("Procfile")), live)
-    old = Counter(r.process_type for r in live if not new.matches(r.doc))
-    return {t: max(1, old.get(t, 0)) for t in types}
+def _counts(values: tuple[str, ...]) -> dict[str, int]:
+    """``TYPE=N`` items as a dict; a malformed one is a usage error."""
+    counts = {}
+    for value in values:
+        kind, _, number = value.partition("=")
+        if not kind or not number.isdigit():
+            raise click.BadParameter(f"{value!r} is not TYPE=N", param_hint="--expect")
+        counts[kind] = int(number)
+    return counts
 
 
-def _code(exc: Exception) -> int:
-    from drainctl.cli import _exit_codes
+@main.command()
+@click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
+@click.option("--release", metavar="R", help="Only this release [default: every fenced one].")
+@click.option(
+    "--process-type", "-t", multiple=True, metavar="TYPE", help="Resume only these types."
+)
+@click.pass_obj
+@handle_errors
+def unfence(
+    opts: Options, /, app: str | None, release: str | None, process_type: tuple[str, ...]
+) -> None:
+    """Lift a deploy fence (whichever deploy set it) and resume the instances it held."""
+    from drainctl.deploy.undo import unfence as lift
 
-    return next((c for cls, c in _exit_codes().items() if isinstance(exc, cls)), 1)
+    reporter = _reporter(opts.json)
+    try:
+        found = lift(_client(opts, app), release, process_type, reporter)
+    finally:
+        reporter.close()
+    click.echo(f"lifted the fence on {', '.join(found)}" if found else "no fence was set")
+
+
+@main.command()
+@click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="How many deploys, newest first.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+@click.pass_obj
+@handle_errors
+def history(opts: Options, /, app: str | None, count: int, as_json: bool) -> None:
+    """The app's latest deploys: who, from and to which release, how long, the verdict."""
+    from drainctl import render
+    from drainctl.connection import translate_outage
+    from drainctl.deploy.history import recent
+    from drainctl.signing import Signer
+
+    client = _client(opts, app)
+    with translate_outage(client.settings):
+        records = recent(client.client, client.app, count, Signer.from_settings(client.settings))
+    if as_json or opts.json:
+        click.echo(_dumps(records))
+    elif records:
+        render.history_table(records)
+    else:
+        click.echo("no deploy recorded")
 
 
 def _dumps(value: Any) -> str:
@@ -225,6 +267,7 @@ def hook() -> None:
 @seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
 @seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
 @seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
+@seconds_option("--stable-for", help="Seconds each new instance must run [10].")
 @handle_errors
 def install(remote: str, app: str | None, **timings: float | None) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
@@ -255,6 +298,7 @@ def uninstall() -> None:
 @seconds_option("--drain-deadline", default=25.0)
 @seconds_option("--ack-timeout")
 @seconds_option("--verify-timeout", default=120.0)
+@seconds_option("--stable-for", default=10.0)
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:

@@ -130,8 +130,28 @@ def run_chained(args: list[str], stdin: str, cwd: Path | None = None) -> int:
     return subprocess.run([str(chained), *args], input=stdin, text=True, check=False).returncode
 
 
+@dataclass(frozen=True)
+class VerifyArgs:
+    """What the background verify needs, taken by the hook before git pushes."""
+
+    timeout: float
+    stable_for: float
+    deploy_id: str
+    drained: list[str]
+    expect: dict[str, int]
+
+    def argv(self) -> list[str]:
+        """As ``drainctl verify`` options."""
+        args = ["--verify-timeout", str(self.timeout), "--stable-for", str(self.stable_for)]
+        args += ["--deploy-id", self.deploy_id]
+        args += [part for instance in self.drained for part in ("--drained", instance)]
+        args += [part for kind, n in self.expect.items() for part in ("--expect", f"{kind}={n}")]
+        args += [part for kind in self.expect for part in ("--process-type", kind)]
+        return args
+
+
 def start_verify(
-    app: str, redis_url: str, commit: str, verify_timeout: float, cwd: Path | None = None
+    app: str, redis_url: str, commit: str, verify: VerifyArgs, cwd: Path | None = None
 ) -> Path:
     """Start ``drainctl verify`` for ``commit`` detached from the hook; returns its log file.
 
@@ -139,21 +159,10 @@ def start_verify(
     verify lifts the fence and resumes the old release instead of leaving it drained.
     """
     log = gitrepo.git_dir(cwd) / VERIFY_LOG
+    command = [sys.executable, "-m", "drainctl", "--app", app, "verify", "--commit", commit]
     with log.open("a") as out:
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "drainctl",
-                "--app",
-                app,
-                "verify",
-                "--commit",
-                commit,
-                "--verify-timeout",
-                str(verify_timeout),
-                "--resume-if-not-deployed",
-            ],
+            [*command, *verify.argv(), "--resume-if-not-deployed"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -50,3 +50,18 @@ def resolve(ref: str, cwd: Path | None = None) -> str:
 def git_dir(cwd: Path | None = None) -> Path:
     """The repository's .git directory (absolute)."""
     return Path(git("rev-parse", "--absolute-git-dir", cwd=cwd))
+
+
+def remote_ref(ref: str) -> str:
+    """The remote side of a push ref as a full ref name (``HEAD:main`` -> ``refs/heads/main``)."""
+    _, _, remote = ref.lstrip("+").rpartition(":")
+    remote = remote or "main"
+    return remote if remote.startswith("refs/") else f"refs/heads/{remote}"
+
+
+def remote_head(remote: str, ref: str, cwd: Path | None = None) -> str | None:
+    """The commit the remote's branch points to now (``git ls-remote``); None for a new branch."""
+    if ref.lstrip("+") == "HEAD":  # `git push heroku HEAD`: the current branch's name
+        ref = git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
+    out = git("ls-remote", remote, remote_ref(ref), cwd=cwd)
+    return out.split()[0] if out else None

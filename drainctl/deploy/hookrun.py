@@ -11,6 +11,8 @@ from typing import Any, TextIO
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.deploy.githook import (
+    RefUpdate,
+    VerifyArgs,
     deployed,
     parse_updates,
     pre_commit_lines,
@@ -20,10 +22,11 @@ from drainctl.deploy.githook import (
 from drainctl.deploy.orchestrator import Deployment
 from drainctl.deploy.plan import DeployOptions
 from drainctl.deploy.progress import Reporter
-from drainctl.errors import DrainctlError
+from drainctl.deploy.push import DEPLOY_ENV
+from drainctl.deploy.undo import undo_hint
+from drainctl.errors import DrainctlError, interrupt_code
 
 BLOCKED = 1
-INTERRUPTED = 130
 
 
 def run_hook(
@@ -49,6 +52,16 @@ def run_hook(
     update = deployed(parse_updates(lines))
     if remote not in (name, url) or update is None:
         return 0
+    if env.get(DEPLOY_ENV):
+        reporter.note(f"drainctl: deploy {env[DEPLOY_ENV]} drives this push: nothing to do here")
+        return 0
+    return _drain(settings, name, update, options, reporter)
+
+
+def _drain(
+    settings: Settings, name: str, update: RefUpdate, options: dict[str, Any], reporter: Reporter
+) -> int:
+    """Lock, drain and hand the lock over to a background verify; exit code for git."""
     deploy_options = DeployOptions(
         remote=name,
         ref=f"{update.local_sha}:{update.remote_ref}",
@@ -58,16 +71,46 @@ def run_hook(
         ack_timeout=options["ack_timeout"],
     )
     client = ControlClient(settings, sender="pre-push")
+    deployment = Deployment(client, deploy_options, reporter, Path.cwd(), source="hook")
     try:
-        Deployment(client, deploy_options, reporter, Path.cwd()).prepare()
+        plan = deployment.prepare()
     except DrainctlError as exc:
         reporter.note(f"drainctl: push blocked: {exc}")
+        deployment.unlock()
+        _record(deployment, exc.exit_code, str(exc))
         return BLOCKED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         reporter.note("drainctl: interrupted; the fence was lifted and the app resumed")
-        return INTERRUPTED
+        deployment.unlock()
+        _record(deployment, interrupt_code(exc), "interrupted")
+        return interrupt_code(exc)
     finally:
         reporter.close()
-    log = start_verify(client.app, settings.redis_url, update.local_sha, options["verify_timeout"])
-    reporter.note(f"drainctl: drained; verifying in the background: tail -f {log}")
+    if plan is None:  # nothing to deploy: nothing was drained
+        deployment.unlock()
+        return 0
+    # What verify needs is taken now, before git pushes and the old instances go away.
+    deployment.hand_over()
+    log = start_verify(
+        client.app,
+        settings.redis_url,
+        update.local_sha,
+        VerifyArgs(
+            timeout=options["verify_timeout"],
+            stable_for=options["stable_for"],
+            deploy_id=deployment.deploy_id,
+            drained=sorted(deployment.drained_ids),
+            expect=plan.counts(),
+        ),
+    )
+    undo = undo_hint(client.app, plan.releases)
+    reporter.note(
+        f"drainctl: drained; verifying in the background: tail -f {log} (if the push fails it "
+        f"resumes the app; by hand: `{undo}`)"
+    )
     return 0
+
+
+def _record(deployment: Deployment, code: int, error: str) -> None:
+    if deployment.lock is not None:
+        deployment.record(code, error)

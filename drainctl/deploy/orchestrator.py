@@ -1,25 +1,28 @@
-"""The deploy: plan, fence + drain, push, verify.
+"""The deploy: lock, plan, fence + drain, push, verify.
 
 Any failure before or during the push (an instance that does not acknowledge, a rejected push,
 Ctrl-C, SIGTERM) lifts the fence and resumes every targeted instance before the error propagates,
-so the app is never left drained. After the push the old release's fence is kept: a zombie of it
-can never take work again.
+so the app is never left drained. So does a deploy that deployed nothing (the remote already had
+the commit, or no new instance ever came up): a fence never stays on the newest live release.
+After a real release the old release's fence is kept: a zombie of it can never take work again,
+and the message names the ``drainctl unfence`` command that undoes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from drainctl.channel import ControlClient, Outcome, Target
-from drainctl.connection import ServerClock, translate_outage
+from drainctl.channel import ControlClient
+from drainctl.connection import translate_outage
+from drainctl.deploy import gitrepo, history
+from drainctl.deploy.draining import Drainer
+from drainctl.deploy.lock import VERIFY_PHASE, DeployLock, Holder, server_now
 from drainctl.deploy.plan import (
     DeployOptions,
     Plan,
@@ -30,79 +33,103 @@ from drainctl.deploy.plan import (
 )
 from drainctl.deploy.progress import Reporter, Row, counts_text, seen_state
 from drainctl.deploy.push import push_command, run_push
-from drainctl.deploy.signals import interrupt_on_sigterm, signals_ignored
+from drainctl.deploy.result import DeployResult
+from drainctl.deploy.signals import interrupt_on_sigterm
+from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec, watch
-from drainctl.errors import DrainctlError, NotAcknowledged, VerifyFailed
-from drainctl.fence import Fence, FenceStore
-from drainctl.protocol import Command
+from drainctl.errors import DrainctlError, VerifyFailed
+from drainctl.fence import KEPT_FENCE_TTL, Fence, FenceStore
+from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
-POLL = 0.2
-RESUME_TIMEOUT = 5.0
-NEWCOMER_ROUNDS = 3
+# What git prints when the remote already has everything: no release happens.
+UP_TO_DATE = "Everything up-to-date"
 
-
-@dataclass
-class DeployResult:
-    """What happened, for the summary and ``--json``."""
-
-    exit_code: int = 0
-    commit: str = ""
-    phases_s: dict[str, float] = field(default_factory=dict)
-    drained: dict[str, int] = field(default_factory=dict)
-    jobs_finished: int = 0
-    jobs_handed_back: int = 0
-    verdict: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    pushed: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "ok": self.exit_code == 0,
-            "exit_code": self.exit_code,
-            "commit": self.commit,
-            "phases_s": {k: round(v, 3) for k, v in self.phases_s.items()},
-            "drained": self.drained,
-            "jobs_finished": self.jobs_finished,
-            "jobs_handed_back": self.jobs_handed_back,
-            "verify": self.verdict,
-            "error": self.error,
-            "pushed": self.pushed,
-        }
+__all__ = ["DeployResult", "Deployment", "lift_and_resume", "verify_release"]
 
 
 class Deployment:
-    """One run of ``drainctl deploy``."""
+    """One run of ``drainctl deploy`` (or the pre-push hook's part of one, ``source="hook"``)."""
 
     def __init__(
-        self, client: ControlClient, options: DeployOptions, reporter: Reporter, cwd: Path
+        self,
+        client: ControlClient,
+        options: DeployOptions,
+        reporter: Reporter,
+        cwd: Path,
+        source: str = "deploy",
     ) -> None:
         self.client = client
         self.options = options
         self.reporter = reporter
         self.cwd = cwd
-        self.fences = FenceStore(client.client, client.app)
+        self.source = source
+        self.signer = Signer.from_settings(client.settings)
+        self.fences = FenceStore(client.client, client.app, self.signer)
         self.result = DeployResult()
         self.deploy_id = uuid.uuid4().hex[:12]
+        self.lock: DeployLock | None = None
+        # Instances drained by this deploy: never evidence of the new release.
+        self.drained_ids: set[str] = set()
+        self._held = contextlib.ExitStack()
+        self._push_lines: list[str] = []
 
     def run(self) -> DeployResult:
-        """Plan, drain, push, verify; raises the DrainctlError that ends a failed deploy."""
-        plan = self.prepare()
-        self._guarded(plan, "push", lambda: self.push(plan))
-        with translate_outage(self.client.settings):
-            for release in plan.releases:  # zombies of the old release never resume
-                self.fences.keep(release)
-        verdict = self._timed("verify", lambda: self.verify(plan))
-        self._summary(verdict)
-        return self.result
+        """Lock, plan, drain, push, verify; raises the DrainctlError that ends a failed deploy."""
+        try:
+            plan = self.prepare()
+            if plan is None:
+                return self.result
+            self._guarded(plan, "push", lambda: self.push(plan))
+            if any(UP_TO_DATE in line for line in self._push_lines):
+                self.rollback(plan)
+                return self._noop()
+            self._keep_fences(plan)
+            verdict = self._timed("verify", lambda: self._verify_or_resume(plan))
+            self._summary(verdict)
+            return self.result
+        finally:
+            self.unlock()
 
-    def prepare(self) -> Plan:
-        """Plan, fence and drain (all the pre-push hook does); resumes everyone on failure."""
+    def prepare(self) -> Plan | None:
+        """Lock, plan, fence and drain (all the pre-push hook does); resumes everyone on failure.
+
+        None when there is nothing to deploy (the remote already has the commit): then nothing
+        was drained.
+        """
         plan: Plan = self._timed("plan", self.plan)
+        if self._already_live():
+            self._lift_stale_fences(plan)
+            self._noop()
+            return None
         self._guarded(plan, "drain", lambda: self.drain(plan))
         return plan
+
+    def unlock(self) -> None:
+        """Stop refreshing the deploy lock and release it (if this deploy still holds it)."""
+        self._held.close()
+        if self.lock is not None:
+            with contextlib.suppress(DrainctlError), translate_outage(self.client.settings):
+                self.lock.release()
+
+    def hand_over(self) -> None:
+        """The pre-push hook is done: its background verify keeps the lock (phase verify)."""
+        self._held.close()
+        if self.lock is not None:
+            with translate_outage(self.client.settings):
+                self.lock.refresh(phase=VERIFY_PHASE)
+
+    def record(self, exit_code: int, error: str | None) -> None:
+        """Append this deploy to the app's history (a Redis outage only warns)."""
+        self.result.exit_code, self.result.error = exit_code, error
+        who = self.lock.holder.who if self.lock else Holder.me("", "", 0).who
+        entry = self.result.history_record(self.deploy_id, who, self.source)
+        try:
+            with translate_outage(self.client.settings):
+                history.append(self.client.client, self.client.app, entry, self.signer)
+        except DrainctlError as exc:
+            self.reporter.note(f"warning: the deploy history was not written: {exc}")
 
     def _guarded(self, plan: Plan, phase: str, step: Callable[[], None]) -> None:
         """Run a step that may not leave the app drained: on any failure, roll back first."""
@@ -123,12 +150,14 @@ class Deployment:
     # -- steps ------------------------------------------------------------------------------
 
     def plan(self) -> Plan:
-        """Check git, read the Procfile, list the live instances; warn about missing types."""
+        """Check git, take the deploy lock, read the Procfile, list the live instances."""
         root, commit = local_commit(self.options, self.cwd)
+        self.result.commit = commit
+        self._lock(commit)
         live = self.client.live()
         types = target_types(self.options.process_types, read_procfile(root / "Procfile"), live)
         plan = make_plan(commit, types, live)
-        self.result.commit = commit
+        self.result.from_releases = plan.releases
         self.reporter.step("plan", f"drain {counts_text(plan.counts())}; push {commit[:12]}")
         self.reporter.rows([Row.of_record(r) for r in plan.instances])
         for missing in plan.missing_types:
@@ -139,39 +168,32 @@ class Deployment:
 
     def drain(self, plan: Plan) -> None:
         """Fence the old release(s), drain every targeted instance, wait for every ack."""
-        self.reporter.step(
-            "drain",
-            f"deadline {self.options.drain_deadline:g}s, fenced releases "
-            f"{', '.join(plan.releases) or 'none'}",
-        )
-        args = {"deadline": self.options.drain_deadline, "fences": self._set_fences(plan)}
-        outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
-        for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
-            newcomers = self._newcomers(plan, outcome)
-            if not newcomers:
-                break
-            for instance_id in newcomers:
-                more = self._drain_watched(Target(instance_id=instance_id), args)
-                outcome.replies += more.replies
-                outcome.missing += more.missing
-        self._account(outcome)
-        if not outcome.ok:
-            raise NotAcknowledged(
-                f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
-                "nothing was pushed and the app was resumed"
-            )
+        drainer = Drainer(self.client, self.options, self.reporter, self.fences, self.result)
+        try:
+            drainer.run(plan, self.deploy_id)
+        finally:
+            self.drained_ids |= drainer.drained_ids
 
     def push(self, plan: Plan) -> None:
-        """Run the push command, streaming its output."""
+        """Run the push command, streaming its output (kept, to tell a push that did nothing)."""
         command = push_command(self.options.remote, self.options.ref, self.options.push_cmd)
         self.reporter.step("push", command)
-        run_push(command, self.cwd, self.reporter.output)
+
+        def show(line: str) -> None:
+            self._push_lines.append(line)
+            self.reporter.output(line)
+
+        run_push(command, self.cwd, show, self.deploy_id)
         self.result.pushed = True
 
     def verify(self, plan: Plan) -> Verdict:
         """Watch heartbeats until the new release is stable and alone, or fails."""
         spec = VerifySpec(
-            new=NewRelease(commit=plan.commit, old_releases=frozenset(plan.releases)),
+            new=NewRelease(
+                commit=plan.commit,
+                old_releases=frozenset(plan.releases),
+                old_instances=frozenset(self.drained_ids),
+            ),
             required=plan.counts(),
             stable_for=self.options.stable_for,
             zombie_grace=self.options.zombie_grace,
@@ -180,77 +202,102 @@ class Deployment:
         return verify_release(self.client, spec, self.reporter, self.result)
 
     def rollback(self, plan: Plan) -> None:
-        """Lift the fence, then resume every targeted instance (Ctrl-C is ignored meanwhile)."""
-        lift_and_resume(self.client, plan.releases, plan.process_types, self.reporter)
+        """Lift this deploy's fence, then resume every targeted instance (Ctrl-C ignored)."""
+        lift_and_resume(
+            self.client,
+            plan.releases,
+            plan.process_types,
+            self.reporter,
+            self.deploy_id,
+            drained=frozenset(self.drained_ids),
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _set_fences(self, plan: Plan) -> list[dict[str, Any]]:
-        clock = ServerClock()
+    def _lock(self, commit: str) -> None:
+        """Take the deploy lock (waiting ``--wait-lock``) and keep it refreshed until unlock."""
         with translate_outage(self.client.settings):
-            clock.sync(self.client.client)
-            fences = [
-                Fence(
-                    release,
-                    plan.process_types,
-                    clock.now() + self.options.fence_ttl,
-                    self.deploy_id,
-                )
-                for release in plan.releases
-            ]
-            for fence in fences:
-                self.fences.set(fence, self.options.fence_ttl)
-            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
-            # fenced by an earlier deploy must not bring the new instances up drained.
-            self.fences.lift([plan.commit])
-        return [fence.as_arg() for fence in fences]
+            holder = Holder.me(self.deploy_id, commit, server_now(self.client.client))
+            lock = DeployLock(self.client.client, self.client.app, holder, self.signer)
+            before = lock.acquire(self.options.wait_lock)
+        self.lock = lock
+        self._held.enter_context(lock.refreshed())
+        if before is not None:
+            self.reporter.note(f"took the deploy lock over from a background verify: {before.who}")
 
-    def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
-        """Send the drain in a thread; meanwhile show heartbeat states as they change."""
-        box: list[Outcome | BaseException] = []
+    def _already_live(self) -> bool:
+        """Whether the remote's branch is at the commit already (unknown with --push-cmd)."""
+        if self.options.push_cmd is not None:
+            return False
+        head = gitrepo.remote_head(self.options.remote, self.options.ref, self.cwd)
+        return head == self.result.commit
 
-        def send() -> None:
-            try:
-                box.append(
-                    self.client.send(
-                        Command.DRAIN, target=target, args=args, timeout=self.options.ack_wait
-                    )
-                )
-            except BaseException as exc:  # re-raised in the calling thread
-                box.append(exc)
+    def _lift_stale_fences(self, plan: Plan) -> None:
+        """The remote is at the commit, so instances running it are the newest live release: a
+        fence on it (left by an abandoned deploy) must not keep it drained."""
+        at_commit = NewRelease(commit=plan.commit)
+        live = {str(r.doc.get("release")) for r in plan.instances if at_commit.matches(r.doc)}
+        with translate_outage(self.client.settings):
+            stale = tuple(r for r in sorted(live) if self.fences.get(r) is not None)
+        if stale:
+            self.reporter.note(f"the live release {', '.join(stale)} is fenced: lifting it")
+            lift_and_resume(self.client, stale, plan.process_types, self.reporter, None)
 
-        thread = threading.Thread(target=send, name="drainctl-deploy-drain", daemon=True)
-        thread.start()
-        types = set(target.process_types or ())
-        while thread.is_alive():
-            thread.join(POLL)
-            with contextlib.suppress(DrainctlError):
-                self.reporter.rows(
-                    [Row.of_record(r) for r in self.client.live(frozenset(types) or None)]
-                )
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        outcome = box[0]
-        self.reporter.rows(
-            [Row.of_reply(r) for r in outcome.replies]
-            + [replace(Row.of_record(r), state="NO REPLY") for r in outcome.missing]
+    def _noop(self) -> DeployResult:
+        """Nothing was deployed: say so; the caller has resumed anything this deploy drained."""
+        self.result.noop = True
+        self.reporter.step(
+            "done", f"nothing to deploy: {self.options.remote} already at {self.result.commit[:12]}"
         )
-        return outcome
+        return self.result
 
-    def _newcomers(self, plan: Plan, outcome: Outcome) -> list[str]:
-        known = {r.instance_id for r in outcome.replies} | {r.instance_id for r in outcome.missing}
-        return [
-            r.instance_id
-            for r in self.client.live(frozenset(plan.process_types))
-            if r.instance_id not in known and r.doc.get("state") != "drained"
-        ]
+    def _keep_fences(self, plan: Plan) -> None:
+        """The old release's zombies never resume: keep this deploy's fences for a day."""
+        with translate_outage(self.client.settings):
+            now = server_now(self.client.client)
+            for release in plan.releases:
+                if self.fences.keep(release, self.deploy_id, now):
+                    continue
+                if self.fences.get(release) is not None:
+                    self.reporter.note(f"warning: the fence on {release} is another deploy's")
+                    continue
+                # Deleted or evicted mid-deploy: the instances holding it stay drained, but one
+                # that restarts would not know; write it again, and say so.
+                self.reporter.note(
+                    f"warning: the fence on {release} vanished during the deploy (deleted, or "
+                    "evicted: see `drainctl doctor`); written again"
+                )
+                self.fences.set(self._kept_fence(plan, release, now), KEPT_FENCE_TTL)
+        if plan.releases:
+            self.result.undo = undo_hint(self.client.app, plan.releases)
 
-    def _account(self, outcome: Outcome) -> None:
-        for reply in outcome.replies:
-            kind = str(reply.instance.get("process_type"))
-            self.result.drained[kind] = self.result.drained.get(kind, 0) + 1
-            self.result.jobs_finished += len(reply.data.get("finished", []))
-            self.result.jobs_handed_back += len(reply.data.get("handed_back", []))
+    def _kept_fence(self, plan: Plan, release: str, now: float) -> Fence:
+        return Fence(
+            release,
+            plan.process_types,
+            now + KEPT_FENCE_TTL,
+            self.deploy_id,
+            self.options.drain_deadline,
+        )
+
+    def _verify_or_resume(self, plan: Plan) -> Verdict:
+        """Verify; when no new instance ever came up, nothing was deployed: resume the old one."""
+        try:
+            return self.verify(plan)
+        except VerifyFailed as exc:
+            if self.result.verdict.get("new_seen"):
+                raise VerifyFailed(
+                    f"{exc}; {', '.join(plan.releases) or 'the old release'} stays fenced so "
+                    f"its zombies never resume; to undo: {self.result.undo}"
+                    if self.result.undo
+                    else str(exc)
+                ) from None
+            self.rollback(plan)
+            self.result.undo = None
+            raise VerifyFailed(
+                f"{exc}; no instance of the new release came up: the fence was lifted and the "
+                "old release resumed"
+            ) from None
 
     def _summary(self, verdict: Verdict) -> None:
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.result.phases_s.items())
@@ -261,12 +308,24 @@ class Deployment:
             f"finished during the drain, {self.result.jobs_handed_back} handed back; new "
             f"release: {counts_text(verdict.stable)}",
         )
+        if self.result.undo:
+            self.reporter.note(
+                f"{', '.join(self.result.from_releases)} stays fenced for 24 h so its zombies "
+                f"never resume; `{self.result.undo}` lifts it"
+            )
 
 
 def verify_release(
-    client: ControlClient, spec: VerifySpec, reporter: Reporter, result: DeployResult
+    client: ControlClient,
+    spec: VerifySpec,
+    reporter: Reporter,
+    result: DeployResult,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Verdict:
-    """Watch until final; record the verdict in ``result``; raise VerifyFailed on failure."""
+    """Watch until final; record the verdict in ``result``; raise VerifyFailed on failure.
+
+    A watch stopped by ``stop()`` returns its (not ok) verdict without raising.
+    """
     reporter.step("verify", f"need {counts_text(spec.required)} stable for {spec.stable_for:g}s")
 
     def show(obs: Any, verdict: Verdict) -> None:
@@ -282,27 +341,9 @@ def verify_release(
             ]
         )
 
-    verdict = watch(lambda: client.live(frozenset(spec.required)), spec, show)
+    verdict = watch(lambda: client.live(frozenset(spec.required)), spec, show, stop=stop)
     result.verdict = verdict.as_dict()
-    if not verdict.ok:
+    if not verdict.ok and not verdict.stopped:
         raise VerifyFailed(verdict.message())
     reporter.note(verdict.message())
     return verdict
-
-
-def lift_and_resume(
-    client: ControlClient, releases: tuple[str, ...], types: tuple[str, ...], reporter: Reporter
-) -> None:
-    """Undo a drain: delete the fences first (fenced listeners refuse to resume), then resume."""
-    with signals_ignored():
-        reporter.step("rollback", f"lifting the fence on {', '.join(releases) or '-'}; resuming")
-        try:
-            with translate_outage(client.settings):
-                FenceStore(client.client, client.app).lift(list(releases))
-            target = Target(process_types=frozenset(types))
-            outcome = client.send(Command.RESUME, target=target, timeout=RESUME_TIMEOUT)
-            reporter.rows([Row.of_reply(r) for r in outcome.replies])
-            if not outcome.ok:
-                reporter.note(f"warning: {len(outcome.missing)} did not confirm resume")
-        except DrainctlError as exc:
-            reporter.note(f"warning: could not resume everyone: {exc}")

@@ -30,6 +30,8 @@ class DeployOptions:
     stable_for: float = 10.0
     zombie_grace: float = 45.0
     fence_ttl: float = DEFAULT_FENCE_TTL
+    # Seconds to wait for another deploy's lock before giving up (exit 7).
+    wait_lock: float = 0.0
 
     @property
     def ack_wait(self) -> float:

@@ -8,13 +8,15 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from drainctl.errors import Terminated
+
 
 @contextlib.contextmanager
 def interrupt_on_sigterm() -> Iterator[None]:
     """SIGTERM (a closed terminal, a CI cancel) is handled like Ctrl-C while the app is drained."""
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     if threading.current_thread() is not threading.main_thread():
         yield

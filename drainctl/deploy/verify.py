@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drainctl.registry import InstanceRecord
@@ -22,14 +22,18 @@ MAX_RESTARTS = 2
 @dataclass(frozen=True)
 class NewRelease:
     """How to tell the new release: by commit (full or abbreviated), release value, or neither
-    being one of the old releases."""
+    being one of the old releases; never an instance that was drained (``old_instances``),
+    whatever commit it reports (a redeploy of the live commit leaves those on the same one)."""
 
     commit: str | None = None
     release: str | None = None
     old_releases: frozenset[str] = frozenset()
+    old_instances: frozenset[str] = frozenset()
 
     def matches(self, doc: dict[str, Any]) -> bool:
         """True for an instance of the new release."""
+        if str(doc.get("instance_id")) in self.old_instances:
+            return False
         commit, release = str(doc.get("commit") or ""), str(doc.get("release") or "")
         if (
             self.commit
@@ -96,6 +100,10 @@ class Verdict:
     zombies: list[dict[str, Any]] = field(default_factory=list)
     # Instances of the new release seen at all: 0 means the push never deployed.
     new_seen: int = 0
+    # Releases those new instances report.
+    releases: tuple[str, ...] = ()
+    # Watching stopped before a verdict (a newer deploy took the lock).
+    stopped: bool = False
 
     def message(self) -> str:
         """One line saying what is wrong (or that all is well)."""
@@ -105,8 +113,8 @@ class Verdict:
             for c in self.crash_loops
         ]
         parts += [
-            f"zombie {z['dyno']} ({z['instance_id']}) of release {z['release']} on "
-            f"{z['host']} pid {z['pid']} still alive (kept fenced)"
+            f"zombie {z['dyno'] or z['process_type']} ({z['instance_id']}) of release "
+            f"{z['release']} on {z['host'] or '?'} pid {z['pid'] or '?'} still alive"
             for z in self.zombies
         ]
         parts += [
@@ -114,6 +122,8 @@ class Verdict:
             for t, n in self.required.items()
             if self.stable.get(t, 0) < n and not self.ok
         ]
+        if self.stopped:
+            return "stopped watching: a newer deploy took the deploy lock"
         return "; ".join(parts) or "new release up, stable and alone"
 
     def as_dict(self) -> dict[str, Any]:
@@ -125,22 +135,23 @@ class Verdict:
             "crash_loops": self.crash_loops,
             "zombies": self.zombies,
             "new_seen": self.new_seen,
+            "releases": list(self.releases),
+            "stopped": self.stopped,
         }
 
 
 def decide(obs: Observations, spec: VerifySpec, elapsed: float, now: float) -> Verdict:
     """Pure: success, failure or pending, ``elapsed`` seconds after the push."""
     stable = Counter(
-        str(s.doc.get("process_type"))
-        for s in obs.new.values()
-        if not s.gone and not s.stale and now - s.first_seen >= spec.stable_for
+        str(s.doc.get("process_type")) for s in obs.new.values() if _stable(s, spec, now)
     )
     counts: dict[str, Any] = {
         "stable": dict(stable),
         "required": dict(spec.required),
         "new_seen": len(obs.new),
+        "releases": tuple(sorted({str(s.doc.get("release")) for s in obs.new.values()})),
     }
-    loops = crash_loops(obs)
+    loops = crash_loops(obs, spec.required)
     if loops:
         return Verdict(done=True, ok=False, crash_loops=loops, **counts)
     zombies = [_who(s.doc) for s in obs.old.values() if not s.gone and not s.stale]
@@ -153,21 +164,26 @@ def decide(obs: Observations, spec: VerifySpec, elapsed: float, now: float) -> V
     return Verdict(done=done, ok=False, zombies=late, **counts)
 
 
-def crash_loops(obs: Observations) -> list[dict[str, Any]]:
-    """New-release dynos seen with more than MAX_RESTARTS restarts or disappearances."""
-    by_dyno: dict[str, list[Seen]] = defaultdict(list)
+def crash_loops(obs: Observations, required: dict[str, int]) -> list[dict[str, Any]]:
+    """New-release lineages seen with more than MAX_RESTARTS restarts or disappearances.
+
+    A lineage is one dyno (``worker.1``); without ``DYNO`` (foreman, honcho) it is the process
+    type, whose first ``required`` instances are expected rather than restarts.
+    """
+    lineages: dict[str, list[Seen]] = defaultdict(list)
     for seen in obs.new.values():
-        by_dyno[str(seen.doc.get("dyno") or seen.doc.get("process_type"))].append(seen)
+        lineages[_lineage(seen.doc)].append(seen)
     loops = []
-    for dyno, seens in sorted(by_dyno.items()):
-        restarts = max(len(seens) - 1, sum(s.gone for s in seens))
+    for lineage, seens in sorted(lineages.items()):
+        kind = str(seens[0].doc.get("process_type"))
+        expected = 1 if seens[0].doc.get("dyno") else max(1, required.get(kind, 1))
+        restarts = max(len(seens) - expected, sum(s.gone for s in seens))
         if restarts > MAX_RESTARTS:
-            latest = max(seens, key=lambda s: s.first_seen)
             errors = [s.doc["last_error"] for s in seens if s.doc.get("last_error")]
             loops.append(
                 {
-                    "process_type": latest.doc.get("process_type"),
-                    "dyno": dyno,
+                    "process_type": kind,
+                    "dyno": lineage,
                     "restarts": restarts,
                     "last_error": _error_text(errors[-1]) if errors else "none reported",
                 }
@@ -175,13 +191,28 @@ def crash_loops(obs: Observations) -> list[dict[str, Any]]:
     return loops
 
 
+def _lineage(doc: dict[str, Any]) -> str:
+    return str(doc.get("dyno") or doc.get("process_type"))
+
+
+def _stable(seen: Seen, spec: VerifySpec, now: float) -> bool:
+    """Up for the whole window and taking work: a drained new instance is not up."""
+    return (
+        not seen.gone
+        and not seen.stale
+        and seen.doc.get("state") == "running"
+        and now - seen.first_seen >= spec.stable_for
+    )
+
+
 def watch(
     read: Callable[[], list[InstanceRecord]],
     spec: VerifySpec,
     on_poll: Callable[[Observations, Verdict], None],
     interval: float = 0.25,
+    stop: Callable[[], bool] = lambda: False,
 ) -> Verdict:
-    """Poll the registry until the verdict is final."""
+    """Poll the registry until the verdict is final, or ``stop()`` says to give up."""
     obs, started = Observations(), time.monotonic()
     while True:
         now = time.monotonic()
@@ -190,6 +221,8 @@ def watch(
         on_poll(obs, verdict)
         if verdict.done:
             return verdict
+        if stop():
+            return replace(verdict, done=True, stopped=True)
         time.sleep(interval)
 
 

@@ -49,6 +49,7 @@ class LocalHeroku:
         grace: float = 2.0,
         env: dict[str, str] | None = None,
         types: tuple[str, ...] = ("clock", "worker"),
+        scale: dict[str, int] | None = None,
     ) -> LocalHeroku:
         """Create the platform, start its supervisor, commit the app and release v1."""
         config = {"DRAINCTL_HEARTBEAT_INTERVAL": HEARTBEAT, "APP_GRACE": str(grace), **(env or {})}
@@ -56,6 +57,7 @@ class LocalHeroku:
             "create", str(self.layout.root), "--app", self.app, "--redis-url", self.redis_url,
             "--grace", str(grace), "--backoff-base", "0.2", "--backoff-max", "0.5",
             *(arg for key, value in config.items() for arg in ("--env", f"{key}={value}")),
+            *(arg for key, n in (scale or {}).items() for arg in ("--scale", f"{key}={n}")),
         )  # fmt: skip
         with (self.root / "supervisor.log").open("ab") as log:
             self.supervisor = subprocess.Popen(

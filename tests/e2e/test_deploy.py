@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 
+from drainctl.keys import Keys
 from tests.e2e.heroku import LocalHeroku
 from tests.polling import wait_for
 
@@ -23,6 +25,9 @@ def test_happy_path_loses_and_doubles_nothing(heroku: LocalHeroku) -> None:
     assert summary["commit"] == commit
     assert set(summary["phases_s"]) == {"plan", "drain", "push", "verify"}
     assert summary["drained"] == {"clock": 1, "worker": 1}
+    assert summary["verdict"] == "ok"
+    undo = f"drainctl --app {heroku.app} unfence --release v1"
+    assert f"v1 stays fenced for 24 h so its zombies never resume; `{undo}` lifts it" in done.stderr
     assert heroku.release_of("worker") == {"v2"}
     assert heroku.release_of("clock") == {"v2"}
     heroku.enqueue(*JOBS[8:])
@@ -69,10 +74,11 @@ def test_rejected_push_resumes_the_app(heroku: LocalHeroku) -> None:
 
 
 def test_zombie_is_named_and_stays_fenced(heroku: LocalHeroku) -> None:
-    """Old processes left alive: exit 5 naming them; they neither fire nor take jobs after."""
+    """Old processes left alive: exit 5 naming them; they neither fire nor take jobs after, also
+    once the fence's first expiry (``--fence-ttl 3``) has passed: the deploy kept it."""
     heroku.commit("v2")
     heroku.fault("--zombie", "clock", "--zombie", "worker")
-    done, summary = heroku.deploy()
+    done, summary = heroku.deploy("--fence-ttl", "3")
     assert done.returncode == 5, done.stderr
     zombies = {z["process_type"]: z for z in summary["verify"]["zombies"]}
     assert set(zombies) == {"clock", "worker"}
@@ -94,6 +100,10 @@ def test_zombie_is_named_and_stays_fenced(heroku: LocalHeroku) -> None:
     resume = heroku.drainctl("resume", "--instance", old_clock)
     assert resume.returncode == 3
     assert "fenced" in resume.stdout + resume.stderr
+    old_worker = zombies["worker"]["instance_id"]
+    states = {r.instance_id: r.doc["state"] for r in heroku.live()}
+    assert states[old_worker] == "drained"
+    assert states[old_clock] in ("drained", "fenced")
 
 
 def test_crash_looping_type_fails_with_its_last_error(heroku: LocalHeroku) -> None:
@@ -138,3 +148,38 @@ def test_verify_alone_after_a_plain_push(heroku: LocalHeroku) -> None:
     missing = heroku.drainctl("verify", "--release", "v9", "--verify-timeout", "1")
     assert missing.returncode == 5
     assert "clock: 0/1 stable on the new release" in missing.stderr
+
+
+MID_PUSH = """
+import json, sys, time
+import redis
+url, fence_key, instance_key, probe_key = sys.argv[1:]
+client = redis.Redis.from_url(url)
+client.delete(fence_key)
+time.sleep(1.0)  # a few heartbeats, and a re-registration
+client.delete(instance_key)
+time.sleep(1.0)
+client.set(probe_key, json.loads(client.get(instance_key))["state"], ex=60)
+"""
+
+
+def test_fence_deleted_mid_push_is_reported_and_written_again(heroku: LocalHeroku) -> None:
+    """Someone (or eviction) deletes the fence while the deploy pushes: the drained old worker
+    does not resume meanwhile, and the deploy says so and writes the fence again."""
+    heroku.commit("v2")
+    (old_worker,) = heroku.live("worker")
+    keys = Keys(heroku.app)
+    script = heroku.root / "mid_push.py"
+    script.write_text(MID_PUSH)
+    mid_push = shlex.join(
+        [
+            sys.executable, str(script), heroku.redis_url, keys.fence("v1"),
+            keys.instance(old_worker.instance_id), heroku.key("probe"),
+        ]
+    )  # fmt: skip
+    done, _ = heroku.deploy("--push-cmd", f"{mid_push} && git push heroku HEAD:main")
+    assert done.returncode == 0, done.stderr
+    assert heroku.redis.get(heroku.key("probe")) == b"drained"
+    assert "the fence on v1 vanished during the deploy" in done.stderr
+    assert [k.decode().rsplit(":", 1)[1] for k in heroku.fence_keys()] == ["v1"]
+    heroku.redis.delete(heroku.key("probe"))

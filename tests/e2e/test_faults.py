@@ -91,8 +91,9 @@ def test_redis_restart_during_deploy_fails_closed_and_app_resumes(
     own_redis: RedisServer, app: str, hosts: list[HostProcess], tmp_path: Path
 ) -> None:
     """Redis restarts while ``drainctl deploy`` waits on a drain: the deploy exits 3 or 6 and
-    pushes nothing; the listener reconnects, re-registers, finds its fence gone with the old
-    Redis and resumes by itself; its jobs go on, none run twice."""
+    pushes nothing; the listener reconnects and re-registers (its fence, gone with the old data,
+    lifts nothing by itself) and the deploy's rollback, retrying until it is back, resumes it;
+    its jobs go on, none run twice."""
     host = HostProcess(own_redis.url, app, tmp_path / "journal", job_seconds=3, secret=SECRET)
     hosts.append(host)
     wait_for(host.lines, what="a job in flight")

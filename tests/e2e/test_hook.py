@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,5 +113,34 @@ def test_push_that_fails_after_the_hook_drained_resumes_the_app(heroku: LocalHer
     assert heroku.layout.launched() == 1
     wait_for(lambda: heroku.fence_keys() == [], 30, "the fence to be lifted")
     heroku.wait_for_release("v1")
-    log = (heroku.src / ".git" / "drainctl-verify.log").read_text()
-    assert "lifting the fence on v1; resuming" in log
+    log = heroku.src / ".git" / "drainctl-verify.log"
+    wait_for(lambda: "nothing was deployed" in log.read_text(), 30, "the verify to say so")
+    assert "lifting the fence on v1; resuming" in log.read_text()
+    assert "lifted the fence on v1 and resumed it" in log.read_text()
+    (record,) = json.loads(heroku.drainctl("history", "--json").stdout)
+    assert (record["source"], record["verdict"], record["exit_code"]) == ("hook", "noop", 0)
+
+
+def test_a_later_deploy_stops_the_background_verify(heroku: LocalHeroku) -> None:
+    """The hook records the counts before git pushes; its verify holds the deploy lock until a
+    newer deploy takes it over, then stops and says so (it never calls the newer deploy's
+    instances zombies)."""
+    done = heroku.drainctl("hook", "install", "--remote", "heroku", "--stable-for", "60")
+    assert done.returncode == 0, done.stderr
+    heroku.commit("v2")
+    assert push(heroku).returncode == 0
+    log = heroku.src / ".git" / "drainctl-verify.log"
+    wait_for(lambda: "need 1 clock, 1 worker" in log.read_text(), 30, "the verify to start")
+    heroku.wait_for_release("v2")
+    heroku.commit("v3")
+    deployed, _ = heroku.deploy()
+    assert deployed.returncode == 0, deployed.stderr
+    assert "took the deploy lock over from a background verify" in deployed.stderr
+    stopped = "stopped watching: a newer deploy took the deploy lock"
+    wait_for(lambda: stopped in log.read_text(), 30, "the old verify to stop")
+    assert "zombie" not in log.read_text()
+    records = json.loads(heroku.drainctl("history", "--json").stdout)
+    assert sorted((r["source"], r["verdict"]) for r in records) == [
+        ("deploy", "ok"),
+        ("hook", "superseded"),
+    ]

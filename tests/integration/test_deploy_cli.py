@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import redis
+
 from drainctl.config import Settings
+from drainctl.deploy.lock import DeployLock, Holder, read_holder, server_now
 from tests.e2e.heroku import git_work_tree
 
 
@@ -34,3 +37,24 @@ def test_unknown_remote_exits_2(settings: Settings, tmp_path: Path) -> None:
     pushed = deploy(settings, tmp_path, "--push-cmd", "exit 9", "--json")
     assert pushed.returncode == 4
     assert "'exit 9' exited with 9" in pushed.stderr
+
+
+def test_a_held_lock_exits_7_after_wait_lock(settings: Settings, tmp_path: Path) -> None:
+    """Another deploy holds the lock: exit 7 naming it, once --wait-lock has passed; nothing
+    was drained or pushed, and the holder's lock is untouched."""
+    git_work_tree(tmp_path)
+    client = redis.Redis.from_url(settings.redis_url)
+    app = settings.app or ""
+    held = DeployLock(client, app, Holder("other1", "bob@ci", "f" * 40, server_now(client)))
+    held.acquire()
+    try:
+        done = deploy(settings, tmp_path, "--push-cmd", "touch pushed", "--wait-lock", "1")
+        assert done.returncode == 7, done.stderr
+        assert "another deploy is in progress: deploy other1 by bob@ci of ffffffffffff" in (
+            done.stderr
+        )
+        assert not (tmp_path / "pushed").exists()
+        assert read_holder(client, app, None) == held.holder
+    finally:
+        held.release()
+        client.close()

@@ -55,7 +55,7 @@ def test_resume_is_refused_while_fenced_and_accepted_once_lifted(
     assert refused.failed
     assert "fenced" in (refused.failed[0].error or "")
     assert listener.state is State.DRAINED
-    FenceStore(redis_client, listener.identity.app).lift(["v1"])
+    FenceStore(redis_client, listener.identity.app).lift(["v1"], "test-deploy")
     assert client.send(Command.RESUME, target=target).ok
     assert listener.state is State.RUNNING
     assert not listener.deploy_fence.fenced
@@ -113,7 +113,7 @@ def test_clock_starting_under_a_fence_fires_only_once_lifted(
 
     wait_for(beat_shows_drained_holder, 10, "a drained lease holder in the registry")
     assert len(fires) == 0
-    FenceStore(redis_client, listener.identity.app).lift(["v1"])
+    FenceStore(redis_client, listener.identity.app).lift(["v1"], "test-deploy")
     target = Target(instance_id=listener.identity.instance_id)
     assert ControlClient(settings).send(Command.RESUME, target=target).ok
     wait_for(lambda: len(fires) >= 3, 10, "the clock to fire")

@@ -21,6 +21,7 @@ from drainctl.protocol import Command, Reply, Request, State
 from tests.integration.conftest import StartListener
 from tests.integration.test_listener import run_job_in_thread
 from tests.polling import wait_for
+from tests.redis_server import RedisServer
 
 
 class LateGate(JobsAdapter):
@@ -334,3 +335,37 @@ def test_failing_adapter_drain_leaves_no_state_stuck(
     assert listener.state is State.DRAINED
     assert client.send(Command.RESUME).ok
     assert settled(listener, State.RUNNING, jobs)
+
+
+def test_fence_evicted_under_memory_pressure_keeps_the_release_drained() -> None:
+    """``maxmemory-policy allkeys-lru`` under pressure evicts the fence key: the drained worker
+    re-registers, finds it gone, stays drained and says so (it used to resume silently)."""
+    server = RedisServer(None, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru").start()
+    client = redis.Redis.from_url(server.url)
+    jobs = JobsAdapter()
+    app = f"t-{uuid.uuid4().hex[:10]}"
+    listener = ControlListener(
+        adapter=jobs,
+        settings=Settings(
+            redis_url=server.url, app=app, process_type="worker", release="v1",
+            heartbeat_interval=0.2,
+        ),
+    ).start()  # fmt: skip
+    try:
+        fence = fence_for(client, "v1", 600.0)
+        FenceStore(client, app).set(fence, 600.0)
+        args = {"deadline": 1, "fences": [fence.as_arg()]}
+        assert (
+            ControlClient(Settings(redis_url=server.url, app=app)).send(Command.DRAIN, args=args).ok
+        )
+        filler = 0
+        while client.exists(Keys(app).fence("v1")):
+            client.set(f"filler:{filler}", b"x" * 10_000)
+            filler += 1
+        # Noticed when it registers again: its own entry evicted too, else its 60th beat.
+        wait_for(lambda: listener.deploy_fence.missing, 20, "the listener to notice")
+        assert settled(listener, State.DRAINED, jobs)
+    finally:
+        listener.stop()
+        client.close()
+        server.cleanup()

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from drainctl.deploy.githook import ZERO_SHA, deployed, parse_updates, pre_commit_lines
+from drainctl.deploy.githook import (
+    ZERO_SHA,
+    VerifyArgs,
+    deployed,
+    parse_updates,
+    pre_commit_lines,
+)
+from drainctl.deploy.gitrepo import remote_ref
 from drainctl.deploy.plan import make_plan, read_procfile, target_types
 from drainctl.deploy.push import last_segment
 from drainctl.deploy.verify import NewRelease, Observations, VerifySpec, decide
@@ -33,6 +40,7 @@ def record(
         "heartbeat_interval": 1.0,
         "host": "h",
         "pid": 42,
+        "state": "running",
         **extra,
     }
     return InstanceRecord(doc=doc, age=3.0 if stale else 0.1)
@@ -157,6 +165,45 @@ def test_two_restarts_are_not_yet_a_crash_loop() -> None:
     assert decide(obs, s, elapsed=2.5, now=2.5).crash_loops == []
 
 
+def test_old_instances_never_count_as_new_whatever_commit_they_report() -> None:
+    """A redeploy of the live commit: the drained instances report it, yet are not the new
+    release; only an instance id outside the drained set is."""
+    new = NewRelease(commit=SHA, old_releases=frozenset({"v1"}), old_instances=frozenset({"o1"}))
+    assert not new.matches({"instance_id": "o1", "commit": SHA, "release": "v2"})
+    assert new.matches({"instance_id": "n1", "commit": SHA, "release": "v1"})
+
+
+def test_a_drained_new_instance_is_not_up() -> None:
+    """A new instance held drained (a fence on the new release) never counts as stable."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA, state="drained")], s, now=0.0)
+    assert not decide(obs, s, elapsed=5.0, now=5.0).ok
+    obs.update([record("n1", release="v2", commit=SHA)], s, now=6.0)
+    assert decide(obs, s, elapsed=6.0, now=6.0).ok
+
+
+def test_four_workers_without_dyno_are_no_crash_loop() -> None:
+    """Without DYNO a lineage is the process type: N new instances are N, not N-1 restarts."""
+    obs, s = Observations(), spec(required={"worker": 4})
+    live = [record(f"n{i}", release="v2", commit=SHA, dyno=None) for i in range(4)]
+    obs.update(live, s, now=0.0)
+    verdict = decide(obs, s, elapsed=2.0, now=2.0)
+    assert verdict.crash_loops == []
+    assert verdict.ok
+    for i in range(4, 7):  # three more starts beyond the four expected: a crash loop
+        obs.update([*live, record(f"n{i}", release="v2", commit=SHA, dyno=None)], s, now=3.0)
+    assert decide(obs, s, elapsed=3.0, now=3.0).crash_loops[0]["restarts"] == 3
+
+
+def test_zombie_without_dyno_is_named_by_type() -> None:
+    """No DYNO: a zombie is named by its process type, instance id, host and pid."""
+    obs, s = Observations(), spec()
+    obs.update([record("n1", release="v2", commit=SHA), record("o1", dyno=None)], s, now=0.0)
+    verdict = decide(obs, s, elapsed=5.0, now=5.0)
+    assert "zombie worker (o1) of release v1 on h pid 42" in verdict.message()
+    assert "None" not in verdict.message()
+
+
 def test_timeout_names_the_missing_instances() -> None:
     """Nothing new came up: at the timeout the verdict fails with have/need per type."""
     obs, s = Observations(), spec()
@@ -215,3 +262,27 @@ def test_push_output_keeps_what_a_terminal_would_show() -> None:
     """Progress redrawn with carriage returns and erase codes collapses to its last state."""
     assert last_segment("Counting: 50%\rCounting: 100%, done.\n") == "Counting: 100%, done."
     assert last_segment("remote: v2 is up\x1b[K\n") == "remote: v2 is up"
+
+
+def test_the_hook_hands_its_counts_and_drained_set_to_the_background_verify() -> None:
+    """What the hook saw before git pushed reaches the verify as arguments, not re-read later."""
+    args = VerifyArgs(
+        timeout=120.0, stable_for=10.0, deploy_id="d1", drained=["a", "b"], expect={"worker": 2}
+    ).argv()
+    assert args == [
+        "--verify-timeout", "120.0", "--stable-for", "10.0", "--deploy-id", "d1",
+        "--drained", "a", "--drained", "b", "--expect", "worker=2", "--process-type", "worker",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ref", "remote"),
+    [
+        ("HEAD:main", "refs/heads/main"),
+        ("+abc:refs/heads/x", "refs/heads/x"),
+        ("main", "refs/heads/main"),
+    ],
+)
+def test_remote_ref_of_a_push_ref(ref: str, remote: str) -> None:
+    """The ref git ls-remote is asked about is the push ref's remote side."""
+    assert remote_ref(ref) == remote

@@ -1,0 +1,147 @@
+"""The drain step of a deploy: fence the old release, drain every targeted instance, count.
+
+Instances that start after the plan was made (a worker the platform restarted) are drained too,
+for a few rounds. Every instance seen here is remembered in ``drained_ids``: whatever commit it
+reports later, it is never evidence of the new release.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import replace
+from typing import Any
+
+from drainctl.channel import ControlClient, Outcome, Target
+from drainctl.connection import ServerClock, translate_outage
+from drainctl.deploy.plan import DeployOptions, Plan
+from drainctl.deploy.progress import Reporter, Row
+from drainctl.deploy.result import DeployResult
+from drainctl.errors import DrainctlError, NotAcknowledged
+from drainctl.fence import Fence, FenceStore
+from drainctl.protocol import Command
+
+POLL = 0.2
+NEWCOMER_ROUNDS = 3
+
+
+class Drainer:
+    """One deploy's drain: what it sends, shows and accounts for in the result."""
+
+    def __init__(
+        self,
+        client: ControlClient,
+        options: DeployOptions,
+        reporter: Reporter,
+        fences: FenceStore,
+        result: DeployResult,
+    ) -> None:
+        self.client, self.options, self.reporter = client, options, reporter
+        self.fences, self.result = fences, result
+        self.drained_ids: set[str] = set()
+
+    def run(self, plan: Plan, deploy_id: str) -> None:
+        """Fence the old release(s), drain every targeted instance, wait for every ack."""
+        self.reporter.step(
+            "drain",
+            f"deadline {self.options.drain_deadline:g}s, fenced releases "
+            f"{', '.join(plan.releases) or 'none'}",
+        )
+        args = {
+            "deadline": self.options.drain_deadline,
+            "fences": self._set_fences(plan, deploy_id),
+        }
+        outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
+        for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
+            newcomers = self._newcomers(plan, outcome)
+            if not newcomers:
+                break
+            for instance_id in newcomers:
+                more = self._drain_watched(Target(instance_id=instance_id), args)
+                outcome.replies += more.replies
+                outcome.missing += more.missing
+        self._account(outcome)
+        self._note_drained(plan, outcome)
+        if not outcome.ok:
+            raise NotAcknowledged(
+                f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
+                "nothing was pushed and the app was resumed"
+            )
+
+    def _set_fences(self, plan: Plan, deploy_id: str) -> list[dict[str, Any]]:
+        clock = ServerClock()
+        with translate_outage(self.client.settings):
+            clock.sync(self.client.client)
+            fences = [
+                Fence(
+                    release,
+                    plan.process_types,
+                    clock.now() + self.options.fence_ttl,
+                    deploy_id,
+                    self.options.drain_deadline,
+                )
+                for release in plan.releases
+            ]
+            for fence in fences:
+                self.fences.set(fence, self.options.fence_ttl)
+            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
+            # fenced by an earlier deploy must not bring the new instances up drained.
+            self.fences.lift_any([plan.commit])
+        return [fence.as_arg() for fence in fences]
+
+    def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
+        """Send the drain in a thread; meanwhile show heartbeat states as they change."""
+        box: list[Outcome | BaseException] = []
+
+        def send() -> None:
+            try:
+                box.append(
+                    self.client.send(
+                        Command.DRAIN, target=target, args=args, timeout=self.options.ack_wait
+                    )
+                )
+            except BaseException as exc:  # re-raised in the calling thread
+                box.append(exc)
+
+        thread = threading.Thread(target=send, name="drainctl-deploy-drain", daemon=True)
+        thread.start()
+        types = set(target.process_types or ())
+        while thread.is_alive():
+            thread.join(POLL)
+            with contextlib.suppress(DrainctlError):
+                self.reporter.rows(
+                    [Row.of_record(r) for r in self.client.live(frozenset(types) or None)]
+                )
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        outcome = box[0]
+        self.reporter.rows(
+            [Row.of_reply(r) for r in outcome.replies]
+            + [replace(Row.of_record(r), state="NO REPLY") for r in outcome.missing]
+        )
+        return outcome
+
+    def _newcomers(self, plan: Plan, outcome: Outcome) -> list[str]:
+        known = {r.instance_id for r in outcome.replies} | {r.instance_id for r in outcome.missing}
+        return [
+            r.instance_id
+            for r in self.client.live(frozenset(plan.process_types))
+            if r.instance_id not in known and r.doc.get("state") != "drained"
+        ]
+
+    def _account(self, outcome: Outcome) -> None:
+        for reply in outcome.replies:
+            kind = str(reply.instance.get("process_type"))
+            self.result.drained[kind] = self.result.drained.get(kind, 0) + 1
+            self.result.jobs_finished += len(reply.data.get("finished", []))
+            self.result.jobs_handed_back += len(reply.data.get("handed_back", []))
+
+    def _note_drained(self, plan: Plan, outcome: Outcome) -> None:
+        """Every instance this drain touched, and any of the targeted types now held drained
+        (a restart that came up under the fence)."""
+        self.drained_ids |= {r.instance_id for r in plan.instances}
+        self.drained_ids |= {r.instance_id for r in outcome.replies}
+        self.drained_ids |= {r.instance_id for r in outcome.missing}
+        with contextlib.suppress(DrainctlError):
+            live = self.client.live(frozenset(plan.process_types))
+            self.drained_ids |= {r.instance_id for r in live if r.doc.get("state") == "drained"}

@@ -1,0 +1,202 @@
+"""One deploy at a time per app: a lock in Redis naming its holder.
+
+The holder (deploy id, user@host, commit, start time on the Redis clock) is a JSON document
+under ``Keys.deploy_lock`` with a short expiry that a thread refreshes while the deploy runs, so
+a deployer that vanishes (laptop closed, SIGKILL) frees it within ``LOCK_TTL``. Every change is
+a compare-and-set on the deploy id: a deploy never refreshes or releases another's lock.
+
+The pre-push hook's background verify holds the lock in phase ``verify``: a newer deploy may
+take such a lock over (the user pushed again), and the old verify stops when it sees that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import redis
+
+from drainctl.errors import DeployLocked, ProtocolError
+from drainctl.keys import Keys
+from drainctl.signing import Signer
+
+logger = logging.getLogger(__name__)
+
+LOCK_TTL = 30.0
+REFRESH_EVERY = 5.0
+WAIT_POLL = 0.5
+VERIFY_PHASE = "verify"
+
+# 1: taken; 2: taken over from a background verify; 0: held by another deploy.
+_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, doc = pcall(cjson.decode, current)
+  if ok and type(doc) == 'table' and doc['phase'] ~= 'verify' then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# Rewrite (ARGV[2] non-empty) or delete the lock, only while ARGV[1] holds it.
+_OWNED = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, doc = pcall(cjson.decode, current)
+if not ok or type(doc) ~= 'table' or doc['deploy_id'] ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the deploy lock."""
+
+    deploy_id: str
+    who: str
+    commit: str
+    started: float
+    phase: str = "deploy"
+
+    @classmethod
+    def me(cls, deploy_id: str, commit: str, started: float) -> Holder:
+        """This process's user@host as the holder."""
+        return cls(deploy_id, f"{getpass.getuser()}@{socket.gethostname()}", commit, started)
+
+    def describe(self, now: float) -> str:
+        """One line: ``deploy ID by user@host of COMMIT, started N s ago (phase)``."""
+        return (
+            f"deploy {self.deploy_id} by {self.who} of {self.commit[:12] or '?'}, started "
+            f"{max(0.0, now - self.started):.0f}s ago ({self.phase})"
+        )
+
+
+def decode_holder(raw: bytes | str | None, signer: Signer | None) -> Holder | None:
+    """The holder in a stored lock; ProtocolError when malformed or (with a secret) unsigned."""
+    if raw is None:
+        return None
+    try:
+        body = json.loads(raw)
+        if signer is not None:
+            signer.authenticate(body, "lock")
+        fields = {name: body[name] for name in ("deploy_id", "who", "commit", "started", "phase")}
+        return Holder(**{k: str(v) for k, v in fields.items() if k != "started"},
+                      started=float(fields["started"]))  # fmt: skip
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"malformed deploy lock: {exc}") from exc
+
+
+def read_holder(client: redis.Redis, app: str, signer: Signer | None) -> Holder | None:
+    """The deploy in progress, if any (an unverifiable lock reads as an unknown holder)."""
+    raw = client.get(Keys(app).deploy_lock)
+    try:
+        return decode_holder(raw, signer)
+    except ProtocolError:
+        return Holder("?", "an unverified holder", "", 0.0)
+
+
+def server_now(client: redis.Redis) -> float:
+    """Now on the Redis server's clock."""
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1e6
+
+
+class DeployLock:
+    """The lock as held by one deploy: acquire, keep refreshed, hand over, release."""
+
+    def __init__(
+        self, client: redis.Redis, app: str, holder: Holder, signer: Signer | None = None
+    ) -> None:
+        self.client, self.app, self.holder, self.signer = client, app, holder, signer
+        self.key = Keys(app).deploy_lock
+        self._acquire = client.register_script(_ACQUIRE)
+        self._owned = client.register_script(_OWNED)
+        self.lost = threading.Event()
+        self._next_check = 0.0
+
+    def acquire(self, wait: float = 0.0) -> Holder | None:
+        """Take the lock, waiting up to ``wait`` seconds; the background verify it took over
+        from, if any. Raises DeployLocked naming the holder when it stays taken."""
+        deadline = time.monotonic() + wait
+        while True:
+            before = read_holder(self.client, self.app, self.signer)
+            taken = self._acquire(keys=[self.key], args=[self._doc(), _ms(LOCK_TTL)])
+            if taken:
+                return before if taken == 2 else None
+            if time.monotonic() >= deadline:
+                now = server_now(self.client)
+                held = before.describe(now) if before else "another deploy"
+                raise DeployLocked(
+                    f"another deploy is in progress: {held}; wait for it, or pass --wait-lock "
+                    f"SECONDS (`drainctl --app {self.app} status` shows it)"
+                )
+            time.sleep(WAIT_POLL)
+
+    def refresh(self, phase: str | None = None) -> bool:
+        """Extend the lock (optionally moving to ``phase``); False once another deploy has it."""
+        if phase is not None:
+            self.holder = replace(self.holder, phase=phase)
+        kept = self._owned(
+            keys=[self.key], args=[self.holder.deploy_id, self._doc(), _ms(LOCK_TTL)]
+        )
+        if not kept:
+            self.lost.set()
+        return bool(kept)
+
+    def still_mine(self) -> bool:
+        """Refresh at most every REFRESH_EVERY seconds; False for good once the lock was lost.
+
+        A lock found missing is lost too: a newer deploy may have taken it and finished since.
+        """
+        now = time.monotonic()
+        if now >= self._next_check and not self.lost.is_set():
+            self._next_check = now + REFRESH_EVERY
+            self.refresh()
+        return not self.lost.is_set()
+
+    def release(self) -> None:
+        """Delete the lock if this deploy still holds it."""
+        self._owned(keys=[self.key], args=[self.holder.deploy_id, "", 0])
+
+    @contextlib.contextmanager
+    def refreshed(self) -> Iterator[threading.Event]:
+        """Refresh in a daemon thread while the block runs; yields the ``lost`` event."""
+        stop = threading.Event()
+
+        def keep() -> None:
+            while not stop.wait(REFRESH_EVERY):
+                try:
+                    if not self.refresh():
+                        logger.warning("the deploy lock was taken by another deploy")
+                        return
+                except redis.RedisError as exc:  # an outage: the expiry covers a short one
+                    logger.warning("could not refresh the deploy lock: %s", exc)
+
+        thread = threading.Thread(target=keep, name="drainctl-deploy-lock", daemon=True)
+        thread.start()
+        try:
+            yield self.lost
+        finally:
+            stop.set()
+
+    def _doc(self) -> str:
+        body: dict[str, Any] = asdict(self.holder)
+        if self.signer is not None:
+            body = self.signer.sign(body, "lock", server_now(self.client))
+        return json.dumps(body)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
