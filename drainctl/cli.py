@@ -205,10 +205,13 @@ def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
 @click.pass_obj
 @handle_errors
 def status(opts: Options) -> None:
-    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat."""
+    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat.
+
+    With a secret, a heartbeat not signed with it shows as UNVERIFIED.
+    """
     from drainctl import render
 
-    records = opts.client().live()
+    records = opts.client().live(unverified=True)
     if opts.json:
         render.emit_json([record.as_dict() for record in records])
     elif records:

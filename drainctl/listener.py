@@ -79,10 +79,10 @@ class ControlListener:
         self.redis = connect(
             self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
         )
-        self.registry = Registry(self.redis, self.identity.app)
+        signer = Signer.from_settings(self.settings)
+        self.registry = Registry(self.redis, self.identity.app, signer)
         self.clock = ServerClock()
         self.deploy_fence = FenceGuard(self.keys, self.identity.release, self.identity.process_type)
-        signer = Signer.from_settings(self.settings)
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
         nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
         self._gate = (

@@ -18,6 +18,7 @@ from drainctl.keys import Keys
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command, Reply, Request
 from drainctl.signing import Signer
+from tests.polling import wait_for
 
 SECRET = "correct-horse-battery-staple"
 
@@ -76,26 +77,36 @@ def test_unsigned_or_wrongly_signed_requests_are_refused_and_logged(
     caplog: pytest.LogCaptureFixture,
     secrets: tuple[str, ...],
 ) -> None:
-    """Unsigned or wrongly signed drains are not executed; each rejection is logged, no secret."""
+    """Unsigned or wrongly signed drains are not executed; each rejection is logged, no secret.
+
+    A requester without a secret waits for the listener in vain; one with the wrong secret
+    cannot verify its heartbeat either, so it reports it as unverified and does not wait.
+    """
     caplog.set_level(logging.WARNING, logger="drainctl")
     outcome = ControlClient(settings.replace(secrets=secrets)).send(
         Command.DRAIN, args={"deadline": 0}, timeout=1
     )
-    assert [r.instance_id for r in outcome.missing] == [listener.identity.instance_id]
+    ids = [listener.identity.instance_id]
+    assert [r.instance_id for r in outcome.missing] == ([] if secrets else ids)
+    assert [r.instance_id for r in outcome.unverified] == (ids if secrets else [])
+    rejections = wait_for(
+        lambda: [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()],
+        what="the rejection logged",
+    )
     assert listener.state.value == "running"
-    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
-    assert rejections
     assert "unsigned" in rejections[0] or "bad signature" in rejections[0]
     assert all(SECRET not in r.getMessage() for r in caplog.records)
 
 
 def test_requester_refuses_unsigned_replies(settings: Settings) -> None:
-    """A requester with a secret ignores replies from a listener that signs nothing."""
+    """A requester with a secret ignores replies from a listener that signs nothing, and does
+    not wait for them: its unsigned heartbeat makes it unverified."""
     plain = ControlListener(settings=settings.replace(process_type="web")).start()
     try:
         outcome = ControlClient(settings.replace(secrets=(SECRET,))).send(Command.PING, timeout=1)
         assert not outcome.replies
-        assert [r.instance_id for r in outcome.missing] == [plain.identity.instance_id]
+        assert not outcome.missing
+        assert [r.instance_id for r in outcome.unverified] == [plain.identity.instance_id]
     finally:
         plain.stop()
 
