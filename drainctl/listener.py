@@ -86,7 +86,15 @@ class ControlListener:
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
         nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
         self._gate = (
-            None if signer is None else Gate(signer, nonces, self.clock, self.identity.process_type)
+            None
+            if signer is None
+            else Gate(
+                signer,
+                nonces,
+                self.clock,
+                self.identity.process_type,
+                not_before=self.identity.started_at,  # no replay into a later instance
+            )
         )
         self._state = State.RUNNING
         self._lock = threading.Lock()
