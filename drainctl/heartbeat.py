@@ -5,8 +5,9 @@ nothing in it by default:
 
 - **Shape.** A document that is not a JSON object, or lacks a string ``instance_id`` matching
   its key or a string ``process_type``, is skipped. A known field of the wrong type (an interval
-  of ``"x"``, ``null`` or ``1e308``, a dyno that is a list...) is dropped or reset to its default.
-  Either way the reader logs a warning (once per instance and problem), never raises.
+  of ``"x"``, ``null`` or ``1e308``, a dyno that is a list...) is dropped or reset to its default,
+  and control characters in its strings become ``?`` (they end up on terminals). Either way the
+  reader logs a warning (once per instance and problem), never raises.
 - **Signature.** With a secret set, a listener signs its document (kind ``heartbeat``; the
   signed ``ts`` is its beat time) and a reader marks a document that fails the check as
   unverified: shown by ``status``, never counted in a plan or a verify, never waited for.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 _MAX_WARNED = 1024
 _NOT_JSON = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,18 @@ class Checker:
         if interval_of(doc) != interval:
             self._warn(
                 instance_id,
-                f"has heartbeat_interval {interval!r}; assuming {DEFAULT_INTERVAL:g} s",
+                f"has heartbeat_interval {repr(interval)[:64]}; assuming {DEFAULT_INTERVAL:g} s",
             )
             doc = doc | {"heartbeat_interval": DEFAULT_INTERVAL}
-        return doc
+        return self._printable(instance_id, doc)
+
+    def _printable(self, instance_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+        # Shown on terminals and in logs: an escape sequence must not reach either.
+        dirty = [n for n in _FIELD_TYPES if isinstance(doc.get(n), str) and _CONTROL.search(doc[n])]
+        if not dirty:
+            return doc
+        self._warn(instance_id, f"has control characters, replaced by '?': {', '.join(dirty)}")
+        return doc | {name: _CONTROL.sub("?", doc[name]) for name in dirty}
 
     def _warn(self, instance_id: str, problem: str) -> None:
         if (instance_id, problem) in self._warned:
@@ -142,8 +153,11 @@ def _shape_problem(instance_id: str, doc: Any) -> str | None:
         return "is not a JSON object"
     if doc.get("instance_id") != instance_id:
         return "names another instance id than its key"
-    if not isinstance(doc.get("process_type"), str):
-        return "has no process_type string"
+    if _CONTROL.search(instance_id):
+        return "has control characters in its id"
+    process_type = doc.get("process_type")
+    if not isinstance(process_type, str) or _CONTROL.search(process_type):
+        return "has no printable process_type string"
     return None
 
 
