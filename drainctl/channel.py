@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import redis
 
-from drainctl.config import Settings
+from drainctl.config import Settings, validate_name
 from drainctl.connection import Line, RawCommand, ServerClock, connect, translate_outage
 from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
@@ -38,6 +38,11 @@ class Target:
 
     instance_id: str | None = None
     process_types: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        # A type with a newline or a stray character matches no one: say so, do not drain no one.
+        for process_type in sorted(self.process_types or ()):
+            validate_name("process type", process_type)
 
 
 @dataclass
