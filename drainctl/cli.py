@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -120,7 +120,11 @@ def _exit_codes() -> dict[type[Exception], int]:
 
 
 def handle_errors(func: F) -> F:
-    """Turn DrainctlError into one clear line on stderr and its exit code."""
+    """Turn DrainctlError into one clear line on stderr and its exit code.
+
+    A redis-py error that escaped translation on its way up is translated here, so no command
+    ends in a traceback because of what Redis said.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,11 +133,36 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DrainctlError as exc:
-            code = next((c for cls, c in _exit_codes().items() if isinstance(exc, cls)), 1)
-            click.echo(f"drainctl: {exc}", err=True)
-            sys.exit(code)
+            _fail(exc)
+        except Exception as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            _fail(translated)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(exc: Exception) -> NoReturn:
+    code = next((c for cls, c in _exit_codes().items() if isinstance(exc, cls)), 1)
+    click.echo(f"drainctl: {exc}", err=True)
+    sys.exit(code)
+
+
+def _translated(exc: Exception) -> Exception | None:
+    """A redis-py error as the DrainctlError it stands for; None for anything else."""
+    redis = sys.modules.get("redis")
+    if redis is None or not isinstance(exc, redis.RedisError):
+        return None
+    from drainctl.connection import translate
+    from drainctl.errors import DrainctlError
+
+    opts = click.get_current_context().find_object(Options)
+    try:
+        url = opts.settings().redis_url if opts is not None else "(unknown URL)"
+    except DrainctlError:
+        url = "(unknown URL)"
+    return translate(exc, url)
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"terminal_width": _help_width()})

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from redis.typing import EncodableT
 
-from drainctl.connection import Line
+from drainctl.connection import Line, script_errors
 from drainctl.heartbeat import Checker, interval_of, seal
 from drainctl.keys import Keys
 from drainctl.signing import Signer
@@ -158,7 +158,11 @@ class Registry:
             instance_id or "",
             *sorted(process_types or ()),
         ]
-        raw = self._select(keys, args) if line is None else line.script(self._select, keys, args)
+        if line is None:
+            with script_errors(self._select):
+                raw = self._select(keys, args)
+        else:
+            raw = line.script(self._select, keys, args)
         records = []
         for key_id, doc_raw, pttl in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
             checked = self.checker.check(_text(key_id), doc_raw)
