@@ -349,6 +349,28 @@ def resume(
     _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)
 
 
+@main.command()
+@click.option("--acl-user", metavar="NAME", help="Check this ACL user's rights [the URL's user].")
+@click.pass_obj
+@handle_errors
+def doctor(opts: Options, acl_user: str | None) -> None:
+    """Check what a deploy relies on, one verdict per line; exit 1 if a check fails.
+
+    Redis version and commands, ACL rights, maxmemory-policy, TLS, the secret and whether live
+    instances sign with it, clock skew, instances' release/commit metadata and versions.
+    """
+    from drainctl import render
+    from drainctl.doctor import examine
+
+    report = examine(opts.settings(), acl_user)
+    if opts.json:
+        render.emit_json(report.as_dict())
+    else:
+        render.doctor_table(report)
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.command("rq-worker")
 @click.argument("queues", nargs=-1, required=True)
 @click.option("--process-type", "-t", metavar="TYPE", help="Process type [env; default: worker].")

@@ -28,6 +28,7 @@ from drainctl.channel import Inbox
 from drainctl.config import Settings, parse_secrets
 from drainctl.connection import REDIS_ERRORS, OutageLog, ServerClock, connect
 from drainctl.errors import DrainctlError, ProtocolError
+from drainctl.eviction import warn_if_evicting
 from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
@@ -130,7 +131,8 @@ class ControlListener:
         """Register and start the daemon threads; never raises when Redis is down."""
         with contextlib.suppress(*REDIS_ERRORS):  # if Redis is down, the serve thread retries
             self.inbox.open()
-        self._beat_once(refresh_index=True)
+        if self._beat_once(refresh_index=True):  # Redis is up: say once if it may evict our keys
+            warn_if_evicting(self.redis, self.settings.redis_url)
         for name, target in (("serve", self._serve), ("beat", self._beat)):
             thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)
             thread.start()

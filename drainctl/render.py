@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drainctl.channel import Outcome
 from drainctl.registry import InstanceRecord
+
+if TYPE_CHECKING:
+    from drainctl.doctor import Report
 
 
 def emit_json(value: Any) -> None:
@@ -92,6 +95,12 @@ def outcome_table(outcome: Outcome) -> None:
         rows.append([who["process_type"], who["dyno"] or "-", who["instance_id"], "?", "UNVERIFIED",
                      "-", detail])  # fmt: skip
     _table(["type", "dyno", "instance", "state", "result", "round trip", "detail"], rows)
+
+
+def doctor_table(report: Report) -> None:
+    """One row per check: what, the verdict, and the detail."""
+    rows = [[f.check, f.verdict.value, f.detail] for f in report.findings]
+    _table(["check", "verdict", "detail"], rows)
 
 
 def _who(record: InstanceRecord) -> dict[str, Any]:
