@@ -29,7 +29,7 @@ Exit codes:
   3  some instance did not acknowledge, or failed to drain
   4  the push failed
   5  verification of the new release failed
-  6  Redis unreachable
+  6  Redis unreachable, out of memory or not speaking Redis
 """
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -154,8 +154,8 @@ def _translated(exc: Exception) -> Exception | None:
     redis = sys.modules.get("redis")
     if redis is None or not isinstance(exc, redis.RedisError):
         return None
-    from drainctl.connection import translate
     from drainctl.errors import DrainctlError
+    from drainctl.redis_errors import translate
 
     opts = click.get_current_context().find_object(Options)
     try:

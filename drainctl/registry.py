@@ -15,9 +15,10 @@ from typing import Any
 import redis
 from redis.typing import EncodableT
 
-from drainctl.connection import Line, script_errors
+from drainctl.connection import Line
 from drainctl.heartbeat import Checker, interval_of, seal
 from drainctl.keys import Keys
+from drainctl.redis_errors import script_errors
 from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
