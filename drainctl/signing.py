@@ -168,8 +168,8 @@ class Gate:
         stamp = self.signer.verify(body, kind, now)
         if not _addressed(body.get("to"), self.nonces.instance_id, self.process_type):
             raise Unauthenticated(f"sent to {body.get('to')!r}, which is not this instance")
-        if self.not_before is not None and stamp.ts < self.not_before + self.clock.offset:
-            started = self.not_before + self.clock.offset
+        started = None if self.not_before is None else self.not_before + self.clock.offset
+        if started is not None and stamp.ts < started:
             raise Unauthenticated(f"signed {started - stamp.ts:.3f} s before this instance started")
         until = stamp.ts + self.signer.max_skew
         # An expired request is dropped anyway, so its nonce need not outlive it.
