@@ -31,6 +31,7 @@ from drainctl.channel import Inbox
 from drainctl.config import Settings, parse_secrets
 from drainctl.connection import REDIS_ERRORS, OutageLog, ServerClock, connect
 from drainctl.errors import DrainctlError, ProtocolError
+from drainctl.eviction import warn_if_evicting
 from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
@@ -83,16 +84,24 @@ class ControlListener:
         self.redis = connect(
             self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
         )
-        self.registry = Registry(self.redis, self.identity.app)
-        self.clock = ServerClock()
         signer = Signer.from_settings(self.settings)
+        self.registry = Registry(self.redis, self.identity.app, signer)
+        self.clock = ServerClock()
         self.deploy_fence = FenceGuard(
             self.keys, self.identity.release, self.identity.process_type, signer
         )
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
         nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
         self._gate = (
-            None if signer is None else Gate(signer, nonces, self.clock, self.identity.process_type)
+            None
+            if signer is None
+            else Gate(
+                signer,
+                nonces,
+                self.clock,
+                self.identity.process_type,
+                not_before=self.identity.started_at,  # no replay into a later instance
+            )
         )
         self.lifecycle = Lifecycle(self.adapter, self.clock.now)
         self._stopping = threading.Event()
@@ -120,7 +129,8 @@ class ControlListener:
         """Register and start the daemon threads; never raises when Redis is down."""
         with contextlib.suppress(*REDIS_ERRORS):  # if Redis is down, the serve thread retries
             self.inbox.open()
-        self._beat_once(refresh_index=True)
+        if self._beat_once(refresh_index=True):  # Redis is up: say once if it may evict our keys
+            warn_if_evicting(self.redis, self.settings.redis_url)
         for name, target in (("serve", self._serve), ("beat", self._beat)):
             thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)
             thread.start()
