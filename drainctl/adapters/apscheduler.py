@@ -115,7 +115,9 @@ class ClockAdapter:
             schedule_ttl=self.schedule_ttl,
         )
         self.schedule = JobSchedule(self.scheduler, ScheduleStore(client, keys, self.schedule_ttl))
-        self.keeper = LeaseKeeper(self.lease, self._on_acquired, self._on_lost)
+        self.keeper = LeaseKeeper(
+            self.lease, self._on_acquired, self._on_lost, self.schedule.follow
+        )
 
     def run(
         self,
@@ -276,7 +278,7 @@ class ClockAdapter:
         """Called by the executor under the scheduler's lock: the run times that may fire."""
         with self._cond:
             token = self._token
-        if token is None or self.lease is None or self.keeper is None:
+        if token is None or self.lease is None or self.keeper is None or self.schedule is None:
             return []
         wanted = [run_ms(run_time) for run_time in run_times]
         try:
@@ -287,11 +289,15 @@ class ClockAdapter:
             )
             granted = None
         if granted is None:
+            # Not dropped for good: the restore when we hold the lease again starts after the
+            # last run we saw fired (kept in memory too, in case Redis lost it), so APScheduler
+            # fires this run then, within its misfire grace.
             with self._cond:
                 self._token = None
             self._pause()
             self.keeper.recheck()
             return []
+        self.schedule.note(job.id, granted)
         allowed = [rt for rt, ms in zip(run_times, wanted, strict=True) if ms in set(granted)]
         if len(allowed) < len(run_times):
             logger.info(
