@@ -143,7 +143,8 @@ class LeaseKeeper:
     A fenced keeper stops for good.
 
     After Redis lost its data, a clock that held the lease takes it again at once; a standby
-    waits one lease TTL first, so a live previous holder gets it back.
+    waits one lease TTL first, so a live previous holder gets it back. A standby that takes it
+    then notes when it saw the loss (``taken_after_loss_at``) for ``on_acquired``.
     """
 
     def __init__(
@@ -160,6 +161,10 @@ class LeaseKeeper:
         self.token: int | None = None
         self._held_before = False
         self._loss_seen_at: float | None = None
+        # Set when we took over a lease Redis lost with its data without having held it: the
+        # wall-clock time we noticed the loss (runs before it may have fired unrecorded).
+        self.taken_after_loss_at: float | None = None
+        self._loss_seen_wall = 0.0
         self.verdict = Verdict.STANDBY
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -219,6 +224,7 @@ class LeaseKeeper:
             if self._loss_seen_at is None:
                 logger.warning("clock lease: Redis lost its data; waiting for the last holder")
                 self._loss_seen_at = time.monotonic()
+                self._loss_seen_wall = time.time()
             return
         self._loss_seen_at = None
         self._held_before = False
@@ -241,6 +247,8 @@ class LeaseKeeper:
         self._recheck = False
         self.verdict = status.verdict
         if status.verdict is Verdict.HELD:
+            taken_after_loss = self._loss_seen_at is not None and not self._held_before
+            self.taken_after_loss_at = self._loss_seen_wall if taken_after_loss else None
             self._held_before, self._loss_seen_at = True, None
             self.token = status.token
             if status.token != before or recheck:

@@ -225,7 +225,11 @@ class ClockAdapter:
 
     def _on_acquired(self, token: int) -> None:
         assert self.schedule is not None
-        self.schedule.restore()
+        assert self.keeper is not None
+        # Taking over after Redis lost its data and the holder with it: what the holder fired
+        # since our last look is unrecorded, so fire nothing due before we saw the loss.
+        loss = self.keeper.taken_after_loss_at
+        self.schedule.restore(not_before_ms=None if loss is None else round(loss * 1000))
         with self._cond:
             self._token = token
         self._sync()

@@ -13,13 +13,15 @@ APScheduler then fires what fell due, by each job's ``coalesce`` and ``misfire_g
 Each clock also remembers, in memory, the latest run that fired per job as far as it has seen:
 its own claims, and ``clock:last`` read at each standby poll. The restore starts after whichever
 is later, so a clock that takes over after Redis lost its data never fires again a run it saw
-fired.
+fired. A standby taking over after Redis lost its data *and* the holder (``not_before_ms``)
+also skips every run due before it noticed the loss: the holder may have fired those after the
+standby's last look, and nothing recorded it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
@@ -52,8 +54,9 @@ class JobSchedule:
         for job_id, ms in self.store.lasts().items():
             self.note(job_id, [ms])
 
-    def restore(self) -> None:
-        """Apply the stored schedule to the jobs the code added (see the module docstring)."""
+    def restore(self, not_before_ms: int | None = None) -> None:
+        """Apply the stored schedule to the jobs the code added (see the module docstring);
+        with ``not_before_ms``, no job resumes at or before that time."""
         stored = self.store.load()
         for job_id, ms in self.seen.items():
             run = stored.get(job_id, StoredRun())
@@ -70,6 +73,23 @@ class JobSchedule:
             if when is not None:
                 logger.info("restored job %r: next run at %s", job_id, when.isoformat())
                 self.scheduler.modify_job(job_id, next_run_time=when)
+        if not_before_ms is not None:
+            self._skip_through(not_before_ms)
+
+    def _skip_through(self, floor_ms: int) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.next_run_time is None or run_ms(job.next_run_time) > floor_ms:
+                continue
+            floor = datetime.fromtimestamp(floor_ms / 1000, job.next_run_time.tzinfo)
+            later = job.trigger.get_next_fire_time(None, floor + timedelta(milliseconds=1))
+            logger.warning(
+                "job %r: Redis lost its data with the last clock; runs before %s are skipped "
+                "(they may have fired unrecorded), next at %s",
+                job.id,
+                floor.isoformat(),
+                later.isoformat() if later else None,
+            )
+            self.scheduler.modify_job(job.id, next_run_time=later)
 
     def persist(self, token: int) -> list[str]:
         """Save each job's next run time under ``token``; the ``id@time`` entries saved."""

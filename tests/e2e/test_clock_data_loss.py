@@ -36,12 +36,11 @@ def test_no_run_fires_twice_or_is_missed_when_redis_loses_its_data(clocks: TwoCl
     assert (outcome.duplicates, outcome.missed) == (0, 0)
 
 
-def test_standby_never_refires_what_it_saw_fired_when_the_holder_dies_with_the_data(
-    clocks: TwoClocks,
-):
+def test_standby_never_refires_a_run_when_the_holder_dies_with_the_data(clocks: TwoClocks):
     """The holder is SIGKILLed as Redis restarts empty: the standby takes over after a lease
-    TTL and starts after the last fire it followed. Only runs fired after its last look (one
-    poll, ttl/6 = 0.5 s: at most 5 ticks) can fire twice; none is missed."""
+    TTL and fires nothing due before it noticed the loss (the holder may have fired it after
+    the standby's last look, and nothing recorded it): no run fires twice. The runs due between
+    the loss and its notice (one poll) are the price, counted by the trials script."""
     outcome = data_loss_and_holder_killed(clocks)
-    assert outcome.missed == 0
-    assert outcome.duplicates <= 5
+    assert outcome.runs >= 40
+    assert outcome.duplicates == 0
