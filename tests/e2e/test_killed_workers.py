@@ -72,3 +72,26 @@ def test_rq_job_abandoned_twice_is_left_to_rq(harness: Harness) -> None:
     assert harness.runs() == {}
     assert job_id in StartedJobRegistry(harness.app, connection=harness.redis).get_job_ids()
     assert requeued(second) is None
+
+
+def test_celery_acks_late_task_of_a_killed_worker_runs_once_after_the_visibility_timeout(
+    harness: Harness,
+) -> None:
+    """With a visibility timeout that fits the longest task (here 4 s for 1 s tasks, swept for
+    every second), the task of a worker killed outright with all its processes comes back and
+    runs once on the next worker; no start-up warning about the timeout."""
+    env = {
+        "DEMO_VISIBILITY_TIMEOUT": "4",
+        "DEMO_TASK_TIME_LIMIT": "2",
+        "DEMO_RESTORE_INTERVAL": "1",
+    }
+    (job_id,) = harness.push("celery", [1.0])
+    first = harness.start("celery", **env)
+    wait_for(lambda: first.doc()["in_flight"] == 1, 10, "the task to start")
+    first.signal_all(signal.SIGKILL)
+    first.wait(10)
+    second = harness.start("celery", **env)
+    harness.wait_completed([job_id], 30)
+    wait_for(lambda: second.doc()["jobs_done"] == 1, 10, "the task to be counted")
+    assert harness.runs() == {job_id: 1}
+    assert "visibility_timeout" not in first.log_text() + second.log_text()
