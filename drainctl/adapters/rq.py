@@ -139,6 +139,8 @@ class DrainableWorker(Worker):
         )
         every = 3 * listener.settings.heartbeat_interval
         self._rescuing.set()
+        # Once now, before RQ's start-up maintenance would fail what has been abandoned longest.
+        self._rescue_once(rescuer, failing=False)
         threading.Thread(
             target=self._rescue, args=(rescuer, every), name="drainctl-rq-rescue", daemon=True
         ).start()
@@ -146,14 +148,18 @@ class DrainableWorker(Worker):
     def _rescue(self, rescuer: AbandonedJobs, every: float) -> None:
         failing = False
         while self._rescuing.is_set():
-            try:
-                rescuer.rescue()
-                failing = False
-            except Exception as exc:  # a rescue pass must never take the worker down
-                if not failing:
-                    logger.warning("could not look for abandoned jobs: %s", exc)
-                failing = True
             time.sleep(every)
+            failing = self._rescue_once(rescuer, failing)
+
+    def _rescue_once(self, rescuer: AbandonedJobs, failing: bool) -> bool:
+        """One pass; whether it failed (an outage is logged once, not at every pass)."""
+        try:
+            rescuer.rescue()
+        except Exception as exc:  # a rescue pass must never take the worker down
+            if not failing:
+                logger.warning("could not look for abandoned jobs: %s", exc)
+            return True
+        return False
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self.request_stop)

@@ -4,11 +4,13 @@ RQ notices such a job only when its started-registry entry expires (about a minu
 after the last heartbeat) and then fails it (``AbandonedJobError``) unless it was enqueued with
 a ``Retry``. drainctl knows sooner and for sure: the dead worker's drainctl heartbeat has expired
 (each DrainableWorker writes its drainctl instance id into its RQ worker hash, field
-``drainctl_instance``). Every DrainableWorker looks, every three heartbeats, through the started
-registries of its queues; a job whose worker is gone that way is taken out of the registry (one
-``ZREM`` inside a ``WATCH``ed transaction: of several rescuers, one wins) and pushed back at the
-**front** of its queue, status ``queued``, with ``job.meta["drainctl_abandoned"]`` counting the
-rescues. A job abandoned a second time is left to RQ, which fails it as before.
+``drainctl_instance``). Every DrainableWorker looks at start-up, then every three heartbeats,
+through the started registries of its queues. A job whose worker is gone that way (or whose RQ
+worker hash has expired altogether, as it does about 90 s after any worker's last heartbeat) is
+taken out of the registry (one ``ZREM`` inside a ``WATCH``ed transaction: of several rescuers,
+one wins) and pushed back at the **front** of its queue, status ``queued``, with
+``job.meta["drainctl_abandoned"]`` counting the rescues. A job abandoned a second time is left
+to RQ, which fails it as before.
 
 Opt out per queue (``DrainableWorker(requeue_abandoned=[...])``, the queues that opt in, or
 ``False``) or per job (``job.meta["drainctl_requeue_abandoned"] = False``).
@@ -96,16 +98,22 @@ class AbandonedJobs:
             return None
         if job.meta.get(OPT_OUT) is False:
             return None
-        worker_key = f"rq:worker:{job.worker_name}"
-        instance = cast("bytes | None", self.connection.hget(worker_key, INSTANCE_FIELD))
-        if instance is None or self.connection.exists(self.keys.instance(instance.decode())):
-            return None  # not ours to judge, or alive
+        if not self._worker_gone(f"rq:worker:{job.worker_name}"):
+            return None
         if job.meta.get(RESCUES, 0) >= 1:
             if job.id not in self.left_to_rq:
                 logger.warning("job %s abandoned a second time: left to RQ (it fails it)", job.id)
                 self.left_to_rq.add(job.id)
             return None
         return job
+
+    def _worker_gone(self, worker_key: str) -> bool:
+        """A DrainableWorker whose drainctl heartbeat expired, or any worker whose RQ hash did
+        (RQ's own heartbeat, about 90 s while a job runs, stopped)."""
+        instance = cast("bytes | None", self.connection.hget(worker_key, INSTANCE_FIELD))
+        if instance is None:
+            return not self.connection.exists(worker_key)
+        return not self.connection.exists(self.keys.instance(instance.decode()))
 
     def _requeue(self, job: RqJob, queue: Queue, registry: str, entries: list[str]) -> bool:
         job.meta[RESCUES] = job.meta.get(RESCUES, 0) + 1
