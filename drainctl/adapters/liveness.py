@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -80,7 +81,7 @@ class LivenessHelper:
             "redis": connection_config(self.client),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, close_fds=True, env=_env()
         )
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(config).encode() + b"\n")
@@ -99,6 +100,17 @@ class LivenessHelper:
             self.process.wait()
             self.client.eval(RELEASE, 1, self.key, self.token)
         self.process = None
+
+
+def _env() -> dict[str, str] | None:
+    # The helper imports drainctl from wherever this process did: a source tree or a vendored
+    # copy next to the app's script is on our sys.path, not on a fresh interpreter's. An
+    # installed drainctl is found anyway (and site-packages must not go before the stdlib).
+    root = str(Path(__file__).resolve().parents[2])
+    if Path(root).name in ("site-packages", "dist-packages"):
+        return None
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
 
 
 class Beater:
