@@ -25,6 +25,10 @@ from tests.workers import Harness, WorkerProcess
 SILENCE = 2.5
 
 
+class ScenarioInvalid(Exception):
+    """The fault did not last long enough to test anything (e.g. a GIL hold cut short)."""
+
+
 @dataclass
 class Outcome:
     """What one scenario saw: completed runs of the job, and whether a peer recovered it."""
@@ -54,6 +58,8 @@ def outlive_the_heartbeat(harness: Harness, owner: WorkerProcess) -> None:
     """Wait until the owner's registry entry is gone, then through the peer's recover passes."""
     wait_for(lambda: owner.record() is None, 10, "the owner's heartbeat to expire")
     time.sleep(SILENCE)  # the peer looks for gone workers each second meanwhile
+    if owner.record() is not None:  # the fault must last through those looks
+        raise ScenarioInvalid("the owner's heartbeat came back too early: nothing was proved")
 
 
 def finish(harness: Harness, job_id: str, owner: WorkerProcess, peer: WorkerProcess) -> Outcome:

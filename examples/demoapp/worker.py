@@ -59,11 +59,12 @@ def hold_gil(seconds: float) -> None:
     """Keep the GIL for about ``seconds``: ``sum`` over a range loops in C and never yields it."""
     if seconds <= 0:
         return
-    sample = 1_000_000
+    sample = 10_000_000  # about 0.1 s: long enough to measure the speed of this machine
     started = time.perf_counter()
     sum(range(sample))
     rate = sample / max(time.perf_counter() - started, 1e-6)
     sum(range(int(rate * seconds)))
+    logger.info("held the GIL for %.1f s", time.perf_counter() - started)
 
 
 def _env_number(name: str) -> float | None:
