@@ -38,11 +38,11 @@ class Outcome:
     owner: WorkerProcess
 
 
-def push_job(harness: Harness, duration: float, gil: float = 0.0) -> str:
+def push_job(harness: Harness, duration: float, gil: float = 0.0, wait_for: str = "") -> str:
     """Enqueue one demo loop job; its id."""
     job_id = f"job-{time.monotonic_ns()}"
     ledger.record_enqueued(harness.redis, harness.app, [job_id])
-    payload = {"id": job_id, "duration": duration, "gil": gil}
+    payload = {"id": job_id, "duration": duration, "gil": gil, "wait_for": wait_for}
     harness.redis.rpush(queue_name(harness.app), json.dumps(payload))
     return job_id
 
@@ -71,9 +71,11 @@ def finish(harness: Harness, job_id: str, owner: WorkerProcess, peer: WorkerProc
 
 def gil_hold(harness: Harness) -> Outcome:
     """The job holds the GIL for about four times the silence: no thread of the owner runs."""
-    job_id = push_job(harness, duration=0.1, gil=4 * SILENCE)
+    go = f"demo:{harness.app}:go"
+    job_id = push_job(harness, duration=0.1, gil=4 * SILENCE, wait_for=go)
     owner = start_owner(harness)
     peer = harness.start("loop")
+    harness.redis.rpush(go, "go")  # the hold starts only now, with the peer looking
     outlive_the_heartbeat(harness, owner)
     return finish(harness, job_id, owner, peer)
 

@@ -12,7 +12,8 @@ of it kept after the drain, default 5), ``DEMO_POP_TIMEOUT`` (idle wait between 
 default 5 s), ``DEMO_RECOVER_AFTER`` (``ReliableQueue``'s ``recover_after``, default 30 s).
 
 A job may also carry ``"gil": seconds``: it then holds the GIL that long before its sleep (a long
-C call, like a catastrophic regex), so the worker's own heartbeat thread cannot run.
+C call, like a catastrophic regex), so the worker's own heartbeat thread cannot run; and
+``"wait_for": key``: it first waits (up to a minute) for an item in that Redis list.
 
     python -m examples.demoapp.worker
 """
@@ -48,6 +49,8 @@ def queue_name(app: str) -> str:
 
 def run(job: dict[str, object]) -> None:
     """The work itself: hold the GIL, sleep, record the run, maybe fail (after recording)."""
+    if job.get("wait_for"):  # a test's go-ahead: a list to pop from first
+        ledger.client().blpop([str(job["wait_for"])], timeout=60)
     hold_gil(float(job.get("gil", 0.0)))  # type: ignore[arg-type]
     time.sleep(float(job.get("duration", 0.0)))  # type: ignore[arg-type]
     ledger.record_run(str(job["id"]))
