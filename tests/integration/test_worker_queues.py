@@ -147,3 +147,22 @@ def test_liveness_key_is_deleted_when_its_worker_exits(
     child.wait()
     child.stdout.close()
     wait_for(lambda: not redis_client.exists(key), 5, "the helper to delete the key")
+
+
+def test_a_payload_a_lost_pop_reply_left_behind_goes_back_first(
+    redis_client: redis.Redis, app: str
+):
+    """After a pop failed on the link, a payload it moved into our list anyway (the reply was
+    lost) is put back at the front of the queue before the next pop, so it is not stranded in
+    the list of a worker that lives on."""
+    name = f"{app}:jobs"
+    queue = ReliableQueue(redis_client, name, app=app, consumer="c1", liveness=False)
+    queue.push("next")
+    redis_client.rpush(queue.processing, "orphan")  # what the lost BLMOVE did
+    queue.orphans_possible = True
+    assert queue.pop(1) == b"orphan"
+    assert queue.ack(b"orphan")
+    assert queue.pop(1) == b"next"
+    assert queue.ack(b"next")
+    queue.close()
+    redis_client.delete(name, f"{name}:consumers")
