@@ -44,7 +44,8 @@ def queue_name(app: str) -> str:
 
 
 def run(job: dict[str, object]) -> None:
-    """The work itself: sleep, record the run, maybe fail (after recording)."""
+    """The work itself: record the start, sleep, record the run, maybe fail (after recording)."""
+    ledger.record_start(str(job["id"]))
     time.sleep(float(job.get("duration", 0.0)))  # type: ignore[arg-type]
     ledger.record_run(str(job["id"]))
     if job.get("fail"):
