@@ -14,7 +14,7 @@ from drainctl.localplatform.layout import Layout, PlatformConfig, read_json, wri
 
 @click.group()
 def main() -> None:
-    """A Heroku-like local platform for the drainctl demo and tests (not for production)."""
+    """A Heroku-like local platform to rehearse deploys on (not for production)."""
 
 
 @main.command()

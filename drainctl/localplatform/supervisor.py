@@ -2,7 +2,12 @@
 
 On a new release: SIGTERM every process of the old one, start the new one at once (they overlap),
 SIGKILL old processes still alive after the grace period. A process of the current release that
-exits is restarted with exponential backoff (reset once it has run for a while).
+exits is restarted with exponential backoff (reset once it has run for a while); a process of any
+other release is never (re)started. ``ps.json`` holds the process table for ``ps``.
+
+Processes are started with ``subprocess.Popen``, not through ``sh`` as git and the push are: each
+runs in its own session so SIGTERM and SIGKILL reach its whole group, and one loop polls them all
+without blocking (``sh`` would add an I/O thread per process and hide the group).
 """
 
 from __future__ import annotations
