@@ -46,6 +46,7 @@ def start_process(redis_url: str, process_type: str, dyno: str) -> subprocess.Po
         env=env,
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # killed in order by main(), also after Ctrl-C
     )
     assert proc.stdout is not None
     print(f"started {dyno}: {proc.stdout.readline().strip()}", flush=True)

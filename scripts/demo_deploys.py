@@ -17,6 +17,7 @@ clock adapter, reliable queue and listener).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -159,8 +160,10 @@ def run(mode: str, redis_url: str, workdir: Path) -> dict[str, Any]:
         return {"mode": mode, "deploys": deploys, **counts, "sigkilled": len(killed)}
     finally:
         platform.stop()
-        for key in client.scan_iter(match=f"demo:{platform.app}:*"):
-            client.delete(key)
+        # After Ctrl-C the redis-server may be gone already: nothing left to remove there.
+        with contextlib.suppress(redis.ConnectionError):
+            for key in client.scan_iter(match=f"demo:{platform.app}:*"):
+                client.delete(key)
         client.close()
 
 

@@ -70,6 +70,7 @@ class RedisServer:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the demo, which then stops this in order
         )  # fmt: skip
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
         wait_for(lambda: _answers(client), 10, "redis-server to start")
@@ -111,6 +112,7 @@ class Platform:
             self.supervisor = subprocess.Popen(
                 [sys.executable, "-m", "drainctl.localplatform", "run", str(self.dir)],
                 stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
+                start_new_session=True,  # stopped by stop(), also after Ctrl-C
             )  # fmt: skip
         shutil.copytree(source, self.src)
         self.git("init", "--quiet", "--initial-branch=main")
