@@ -48,7 +48,8 @@ def queue_name(app: str) -> str:
 
 
 def run(job: dict[str, object]) -> None:
-    """The work itself: hold the GIL, sleep, record the run, maybe fail (after recording)."""
+    """The work itself: record the start, hold the GIL, sleep, record the run, maybe fail."""
+    ledger.record_start(str(job["id"]))
     if job.get("wait_for"):  # a test's go-ahead: a list to pop from first
         ledger.client().blpop([str(job["wait_for"])], timeout=60)
     hold_gil(float(job.get("gil", 0.0)))  # type: ignore[arg-type]
