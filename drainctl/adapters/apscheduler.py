@@ -212,7 +212,7 @@ class ClockAdapter:
         assert self.schedule is not None
         self.schedule.restore(stored, not_before_ms)
 
-    def sync(self) -> None:
+    def sync_firing(self) -> None:
         """Fire exactly when holding the lease and not drained."""
         with self._acting:
             fire = self.core.firing

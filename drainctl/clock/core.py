@@ -5,7 +5,7 @@ specific to its scheduler, behind ``ClockHost``: restore its entries from what R
 start or stop firing, and list the next run times to save. The core decides *when*:
 
 - it fires only while it holds the app's clock lease (``lease``, ``keeper``) and is neither
-  drained nor fenced; ``firing`` says so, and the host's ``sync`` applies it;
+  drained nor fenced; ``firing`` says so, and the host's ``sync_firing`` applies it;
 - each time it becomes the holder it restores the host from the stored schedule merged with the
   latest fires it has seen itself (so a Redis that lost its data never makes it fire a run twice);
 - every run is claimed first (``claim``): token still current, once-key per (entry, run time);
@@ -55,7 +55,7 @@ class ClockHost(Protocol):
     def restore(self, stored: dict[str, StoredRun], not_before_ms: int | None) -> None:
         """Resume each entry after its last fire (see ``ClockCore.on_acquired``)."""
 
-    def sync(self) -> None:
+    def sync_firing(self) -> None:
         """Fire exactly when ``ClockCore.firing``."""
 
     def persist(self, token: int) -> list[str]:
@@ -123,14 +123,14 @@ class ClockCore:
         self.host.restore(self.stored(), None if loss is None else round(loss * 1000))
         with self.cond:
             self.token = token
-        self.host.sync()
+        self.host.sync_firing()
 
     def on_lost(self, verdict: Verdict) -> None:
         """Stop firing; a fenced clock stays fenced and tells its listener."""
         with self.cond:
             self.token = None
             self.fenced = self.fenced or verdict is Verdict.FENCED
-        self.host.sync()
+        self.host.sync_firing()
         if verdict is Verdict.FENCED and self.listener is not None:
             self.listener.fence()
 
@@ -176,7 +176,7 @@ class ClockCore:
             # last run we saw fired, so the run fires then (within its grace).
             with self.cond:
                 self.token = None
-            self.host.sync()
+            self.host.sync_firing()
             self.keeper.recheck()
             return []
         self.note(entry, granted)
@@ -205,7 +205,7 @@ class ClockCore:
         with self.cond:
             self.drained = False
             self.cond.notify_all()
-        self.host.sync()
+        self.host.sync_firing()
 
     def persist(self) -> list[str]:
         """Save the host's next run times if we hold the lease; ``id@time`` entries saved."""
