@@ -158,6 +158,7 @@ class ClockAdapter:
             with self._cond:
                 self._in_flight.recorders.append(finished)
             self._pause()
+        self.core.record_drain()
         # get_jobs() takes the scheduler's job-store lock: a pass that was submitting runs when we
         # paused has finished, and every run it submitted is registered as in flight.
         self.scheduler.get_jobs()
@@ -189,13 +190,15 @@ class ClockAdapter:
 
     def status(self) -> dict[str, Any]:
         """Runs in flight, counters, and where this clock stands with the lease."""
+        # Outside the condition: get_jobs() takes the job-store lock, which the scheduler holds
+        # while it claims runs under the condition (the other order would deadlock).
+        extra = {**self.core.status(), "next_due": self._next_due()}
         with self._cond:
             return {
                 "in_flight": len(self._in_flight.runs),
                 **self._in_flight.stats.as_dict(),
                 "missed": self._in_flight.missed,
-                **self.core.status(),
-                "next_due": self._next_due(),
+                **extra,
             }
 
     def _next_due(self) -> str | None:

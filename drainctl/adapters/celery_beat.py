@@ -102,6 +102,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         if not self._closed and self.core.listener is not None:
             self._closed = True
             self.core.drain_started()
+            self.core.record_drain()
             with self._lock:
                 saved = self.core.persist()
             self.core.release()
@@ -170,6 +171,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         """Stop sending (a send in progress finishes first), save the schedule."""
         started = time.monotonic()
         self.core.drain_started()
+        self.core.record_drain()
         with self._lock:  # a tick sending right now has finished
             saved = self.core.persist()
         return DrainReport(handed_back=saved, duration_s=round(time.monotonic() - started, 4))

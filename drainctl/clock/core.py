@@ -187,15 +187,19 @@ class ClockCore:
     # -- drain ---------------------------------------------------------------------------
 
     def drain_started(self) -> None:
-        """Stop firing (the caller stops its scheduler) and leave the drain time in Redis."""
+        """Stop firing (the caller then stops its scheduler); see ``record_drain``."""
         with self.cond:
             self.drained = True
+        self.grace.drained()
+
+    def record_drain(self) -> None:
+        """Leave the time our drain began in Redis, for the next holder's deploy grace."""
+        with self.cond:
             token = self.token
-        at_ms = self.grace.drained()
         if token is None or self.store is None:
             return
         try:
-            self.store.mark_drained(token, at_ms, self.options.deploy_grace)
+            self.store.mark_drained(token, self.grace.drained(), self.options.deploy_grace)
         except REDIS_ERRORS as exc:
             logger.warning("could not record the drain time: %s", exc)
 
