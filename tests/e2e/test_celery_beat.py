@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,6 +71,24 @@ def test_zombie_beat_of_the_old_release_sends_nothing_twice(
     assert duplicates == []
     assert missed == 0
     assert old.poll() is None  # the zombie is alive, just fenced
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "drainctl",
+            "--app",
+            app,
+            "--redis-url",
+            settings.redis_url,
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "fenced" in status
+    assert f"held token {lease_token(redis_client, app)} next 20" in status
 
 
 def test_graceful_deploy_misses_and_repeats_nothing(
