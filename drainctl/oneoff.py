@@ -5,10 +5,15 @@ the one-off shows in ``drainctl status`` (its command and how long it has run) a
 deploy's drain: ``wait`` lets the command finish within the drain's deadline, ``term`` forwards
 SIGTERM first and then waits. A SIGTERM or SIGINT to ``drainctl run`` itself goes to the command.
 The exit status is the command's (128 + N when a signal N ended it).
+
+A one-off that starts while its release is fenced by a deploy (``--when-fenced``): ``wait`` (the
+default) waits until the fence is lifted, up to a bound, and exits 75 without running the
+command if it is still fenced then; ``skip`` exits 0 without running it; ``run`` runs it anyway.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
 import signal
 import subprocess
@@ -22,12 +27,26 @@ from drainctl.adapters.base import DrainReport, JobStats, RunningJob
 from drainctl.config import Settings
 from drainctl.listener import ControlListener
 
+logger = logging.getLogger(__name__)
+
 
 class OnDrain(str, Enum):
     """What a drain does to the running command."""
 
     WAIT = "wait"
     TERM = "term"
+
+
+class WhenFenced(str, Enum):
+    """What a one-off does when its release is fenced as it starts."""
+
+    WAIT = "wait"
+    SKIP = "skip"
+    RUN = "run"
+
+
+STILL_FENCED_EXIT = 75  # EX_TEMPFAIL: not run, try again after the deploy
+FENCE_POLL_S = 0.2
 
 
 class OneOffAdapter:
@@ -94,12 +113,21 @@ class OneOffAdapter:
         }
 
 
-def run_command(argv: list[str], settings: Settings, on_drain: OnDrain) -> int:
+def run_command(
+    argv: list[str],
+    settings: Settings,
+    on_drain: OnDrain,
+    when_fenced: WhenFenced = WhenFenced.WAIT,
+    fenced_wait: float = 600.0,
+) -> int:
     """Run ``argv`` as a registered one-off instance; returns the command's exit status."""
     adapter = OneOffAdapter(argv, on_drain)
-    # The command first: a drain that arrives at registration (a fenced release) finds it.
-    process = adapter.start()
-    with ControlListener(adapter=adapter, settings=settings):
+    # Registration reads this release's deploy fence, so it is known before the command starts.
+    with ControlListener(adapter=adapter, settings=settings) as listener:
+        refusal = _fenced_exit(listener, when_fenced, fenced_wait)
+        if refusal is not None:
+            return refusal
+        process = adapter.start()
         previous = {
             signum: signal.signal(signum, _forward_to(process))
             for signum in (signal.SIGTERM, signal.SIGINT)
@@ -109,6 +137,27 @@ def run_command(argv: list[str], settings: Settings, on_drain: OnDrain) -> int:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+
+def _fenced_exit(listener: ControlListener, when: WhenFenced, bound: float) -> int | None:
+    """None to run the command, else the exit status without running it."""
+    if when is WhenFenced.RUN or not listener.deploy_fence.fenced:
+        return None
+    if when is WhenFenced.SKIP:
+        logger.warning("release %s is fenced by a deploy: not running", listener.identity.release)
+        return 0
+    logger.warning(
+        "release %s is fenced by a deploy: waiting up to %.0fs", listener.identity.release, bound
+    )
+    deadline = time.monotonic() + bound
+    while listener.deploy_fence.fenced:
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "still fenced after %.0fs: not running (exit %d)", bound, STILL_FENCED_EXIT
+            )
+            return STILL_FENCED_EXIT
+        time.sleep(FENCE_POLL_S)
+    return None
 
 
 def _forward_to(process: subprocess.Popen[bytes]) -> Any:

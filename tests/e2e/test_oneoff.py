@@ -6,10 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import redis
 
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
+from drainctl.fence import Fence, FenceStore
 from drainctl.protocol import Command
 from drainctl.registry import Registry
 from tests.polling import wait_for
@@ -27,7 +31,7 @@ sys.exit(int(sys.argv[2]))
 """
 
 
-def start(settings: Settings, log: Path, *args: str) -> subprocess.Popen[str]:
+def start(settings: Settings, log: Path, *args: str, **extra: str) -> subprocess.Popen[str]:
     """``drainctl run ARGS`` as the one-off dyno scheduler.4321, its output in ``log``."""
     env = {
         **os.environ,
@@ -35,8 +39,9 @@ def start(settings: Settings, log: Path, *args: str) -> subprocess.Popen[str]:
         "DRAINCTL_REDIS_URL": settings.redis_url,
         "DRAINCTL_HEARTBEAT_INTERVAL": "0.3",
         "DYNO": "scheduler.4321",
+        **extra,
     }
-    with log.open("w") as out:
+    with log.open("a") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "drainctl", "run", *args],
             env=env,
@@ -108,3 +113,45 @@ def test_sigterm_to_drainctl_run_goes_to_the_command(settings: Settings, tmp_pat
     wait_for(lambda: registered(settings, never), timeout=20)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 7
+
+
+def fence_release(settings: Settings, release: str) -> FenceStore:
+    """A deploy's fence on ``release`` (scheduler processes), for a minute."""
+    store = FenceStore(redis.Redis.from_url(settings.redis_url), settings.require_app())
+    store.set(Fence(release, ("scheduler",), time.time() + 60, "deploy-1"), ttl=60)
+    return store
+
+
+def test_when_fenced_skip_and_wait_do_not_run_the_command(settings: Settings, tmp_path: Path):
+    """While the release is fenced: ``skip`` exits 0 and ``wait`` exits 75 after its bound, and
+    neither runs the command."""
+    fence_release(settings, "v3")
+    marker = tmp_path / "m"
+    job = [sys.executable, "-c", JOB, str(marker), "0"]
+    log = tmp_path / "run.log"
+    skip = start(settings, log, "--when-fenced", "skip", "--", *job, DRAINCTL_RELEASE="v3")
+    assert skip.wait(20) == 0
+    wait = start(settings, log, "--fenced-wait", "1", "--", *job, DRAINCTL_RELEASE="v3")
+    assert wait.wait(20) == 75
+    assert not marker.with_suffix(".ready").exists()
+
+
+def test_when_fenced_wait_runs_the_command_once_the_fence_lifts(settings: Settings, tmp_path: Path):
+    """A one-off started during a deploy runs when the fence is lifted (what ``drainctl unfence``
+    or a failed deploy's rollback does: delete the fence, then resume)."""
+    store = fence_release(settings, "v3")
+    marker = tmp_path / "m"
+    job = [sys.executable, "-c", JOB, str(marker), "4"]
+    proc = start(settings, tmp_path / "run.log", "--", *job, DRAINCTL_RELEASE="v3")
+    wait_for(lambda: registered_any(settings), timeout=20)
+    assert not marker.with_suffix(".ready").exists()
+    store.lift(["v3"], "deploy-1")
+    assert ControlClient(settings).send(Command.RESUME, timeout=10).ok
+    wait_for(lambda: marker.with_suffix(".ready").exists(), timeout=20)
+    marker.touch()
+    assert proc.wait(20) == 4
+
+
+def registered_any(settings: Settings) -> bool:
+    client = ControlClient(settings)
+    return bool(Registry(client.client, settings.require_app()).live())
