@@ -8,9 +8,9 @@ from typing import cast
 import pytest
 import redis
 
+from drainctl.clock.lease import Lease, Verdict, release_rank
 from drainctl.config import Settings
 from drainctl.keys import Keys
-from drainctl.lease import Lease, Verdict, release_rank
 from tests.redis_server import RedisServer
 
 

@@ -1,4 +1,4 @@
-"""The clock lease's Lua scripts (see ``drainctl.lease``): each decision is one atomic step.
+"""The clock lease's Lua scripts (see ``drainctl.clock.lease``): each decision is one atomic step.
 
 Fencing tokens come from ``INCR`` on a counter, floored by the Redis server time in
 milliseconds: if Redis loses its data (a restart without persistence, a failover to a replica
