@@ -30,6 +30,7 @@ from drainctl.errors import ConfigError
 from drainctl.keys import Keys
 from drainctl.listener import ControlListener
 from drainctl.shutdown import drain_on_sigterm
+from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class ClockCore:
             ttl=self.options.lease_ttl or settings.lease_ttl,
             once_ttl=self.options.once_ttl,
             schedule_ttl=self.options.schedule_ttl,
+            signer=Signer.from_settings(settings),
         )
         self.store = ScheduleStore(client, keys, self.options.schedule_ttl)
         self.keeper = LeaseKeeper(self.lease, self.on_acquired, self.on_lost, self.follow)

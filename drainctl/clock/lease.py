@@ -23,6 +23,7 @@ standbys poll every ``ttl / 6``, so another clock takes over within ``ttl`` of t
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -32,11 +33,15 @@ from typing import Any, cast
 import redis
 
 from drainctl.clock.lease_scripts import ACQUIRE, CLAIM, RELEASE
+from drainctl.errors import DrainctlError
 from drainctl.keys import Keys
+from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
 FENCE_COUNTER_TTL = 30 * 24 * 3600
+# The holder's identity (instance, release, rank) is signed with this kind when a secret is set.
+SIGNED_KIND = "lease"
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
@@ -78,8 +83,11 @@ class Lease:
         ttl: float,
         once_ttl: float,
         schedule_ttl: float,
+        signer: Signer | None = None,
     ) -> None:
         self.client = client
+        self.signer = signer
+        self._holder_rank = ""
         self.keys = keys
         self.instance_id = instance_id
         self.release = release
@@ -97,22 +105,60 @@ class Lease:
 
         After Redis lost its data the lease is free and the counter gone: only a ``starting``
         clock, or one passing ``after_loss`` (it held the lease, or waited its turn), takes it.
+        With a secret, a holder whose signed identity fails the check (written by someone
+        without the secret) neither fences this clock nor keeps it standing by: it is replaced.
         """
+        status, holder_sig = self._attempt(starting, after_loss, forged="")
+        if status.verdict is not Verdict.HELD and not self._authentic(status, holder_sig):
+            logger.warning(
+                "the clock lease names %s of release %s without a valid signature: replacing it",
+                status.holder or "nobody",
+                status.holder_release or "-",
+            )
+            status, _ = self._attempt(starting, after_loss, forged=holder_sig or "-")
+        return status
+
+    def _attempt(self, starting: bool, after_loss: bool, forged: str) -> tuple[LeaseStatus, str]:
         rank = release_rank(self.release)
+        rank_text = "" if rank is None else str(rank)
         raw = self._acquire(
             keys=[self.keys.clock_lease, self.keys.clock_fence],
             args=[
                 self.instance_id,
                 self.release,
-                "" if rank is None else str(rank),
+                rank_text,
                 self._key_ms,
                 FENCE_COUNTER_TTL,
                 "1" if starting else "0",
                 "1" if starting or after_loss else "0",
+                self._signed_identity(self.instance_id, self.release, rank_text),
+                forged,
             ],
         )
-        verdict, token, holder, holder_release, fresh = (_text(part) for part in raw)
-        return LeaseStatus(Verdict(verdict), int(token), holder, holder_release, fresh == "fresh")
+        verdict, token, holder, holder_release, fresh, sig, holder_rank = (
+            _text(part) for part in raw
+        )
+        status = LeaseStatus(Verdict(verdict), int(token), holder, holder_release, fresh == "fresh")
+        self._holder_rank = holder_rank
+        return status, sig
+
+    def _signed_identity(self, instance: str, release: str, rank: str) -> str:
+        if self.signer is None:
+            return ""
+        body = {"instance": instance, "release": release, "rank": rank}
+        return json.dumps(self.signer.sign(body, SIGNED_KIND, 0.0))
+
+    def _authentic(self, status: LeaseStatus, sig: str) -> bool:
+        """Whether the holder's identity was signed with our secret (always, without one)."""
+        if self.signer is None or not status.holder:
+            return True
+        try:
+            body = json.loads(sig)
+            self.signer.authenticate(body, SIGNED_KIND)
+        except (ValueError, TypeError, DrainctlError):
+            return False
+        claimed = (status.holder, status.holder_release, self._holder_rank)
+        return (body.get("instance"), body.get("release"), body.get("rank")) == claimed
 
     def release_lease(self, token: int) -> bool:
         """Delete the lease if ``token`` still holds it, so a successor need not wait."""
