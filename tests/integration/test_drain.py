@@ -10,11 +10,13 @@ import redis
 from drainctl.adapters.jobs import JobsAdapter
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
+from drainctl.listener import ControlListener
 from drainctl.protocol import Command, State
 from drainctl.registry import Registry
 from tests.integration.conftest import StartListener
 from tests.integration.test_listener import run_job_in_thread
 from tests.polling import wait_for
+from tests.redis_server import RedisServer
 
 
 def test_drain_waits_for_jobs_in_flight_and_no_longer(
@@ -136,15 +138,27 @@ def test_listener_holds_at_most_two_connections(
     assert 1 <= len(held) <= 2
 
 
-def test_idle_listener_sends_about_one_command_per_beat(
-    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
-):
-    """Idle, a listener issues its heartbeat SET and its blocking read, and nothing else."""
-    start_listener(heartbeat_interval=0.2)
-    time.sleep(0.3)  # let start-up registration settle before counting
-    before = _calls(redis_client)
-    time.sleep(2.0)
-    after = _calls(redis_client)
+def test_idle_listener_sends_about_one_command_per_beat(settings: Settings):
+    """Idle, a listener issues its heartbeat SET and its blocking read, and nothing else.
+
+    On a redis-server of its own: the counters are server-wide, and other tests' clocks and
+    listeners must not count."""
+    server = RedisServer().start()
+    redis_client = redis.Redis.from_url(server.url)
+    listener = ControlListener(
+        settings=settings.replace(
+            redis_url=server.url, process_type="worker", heartbeat_interval=0.2
+        )
+    ).start()
+    try:
+        time.sleep(0.3)  # let start-up registration settle before counting
+        before = _calls(redis_client)
+        time.sleep(2.0)
+        after = _calls(redis_client)
+    finally:
+        listener.stop()
+        redis_client.close()
+        server.cleanup()
     delta = {cmd: after[cmd] - before.get(cmd, 0) for cmd in after if after[cmd] != before.get(cmd)}
     # 10 beats in 2 s at 0.2 s, plus at most one blocking read returning (block_timeout 2 s).
     assert set(delta) <= {"set", "blpop"}
