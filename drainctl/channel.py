@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 # Replies outlive the request by this much so a slow requester still finds them.
 REPLY_GRACE = 5.0
 MAX_REPLY_TTL = 3600.0
+# Errors of the link (not of a command) that a requester waiting for replies rides out.
+LINK_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+LINK_RETRY_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,13 @@ class ControlClient:
                 break
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
-            raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+            try:
+                raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+            except LINK_ERRORS as exc:
+                # A failover or a MOVED while waiting: replies land on the new master.
+                logger.warning("lost Redis while waiting for replies (%s); retrying", exc)
+                time.sleep(min(LINK_RETRY_PAUSE, max(remaining - 0.01, 0)))
+                continue
             now = time.monotonic()
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)
