@@ -83,7 +83,10 @@ def test_control_commands_and_keys_share_one_slot(
     assert {key_slot(k) for k in keys[owner.port]} == {slot}
     client = cluster.client(owner)
     assert all(client.ttl(k) != -1 for k in keys[owner.port])
+    names = [c["name"] for c in client.client_list()]
     client.close()
+    for host in hosts:  # two connections per listener, both to the slot's master
+        assert names.count(f"drainctl-listener-{host.instance_id}") == 2
     for host in hosts:
         assert_each_job_once(host)
 
