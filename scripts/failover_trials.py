@@ -1,7 +1,8 @@
 """Repeat failovers under real drainctl processes and count duplicates and misses.
 
 Scenarios (see ``tests/failover_scenarios.py``): ``sentinel_clock`` (the master SIGKILLed under
-two clocks firing every 100 ms), ``sentinel_drain`` (SIGKILLed during a drain), ``cluster_drain``
+two clocks firing every 100 ms), ``sentinel_clock_lagging`` (the same, promoting a replica that
+missed the last 10 runs), ``sentinel_drain`` (SIGKILLed during a drain), ``cluster_drain``
 (CLUSTER FAILOVER of the app's master during a drain). A fresh Sentinel set-up per trial; one
 6-node cluster for all its trials. Prints one JSON line per scenario.
 
@@ -46,13 +47,16 @@ def scenario_runs(name: str, trials: int, logs: Path) -> list[Count]:
     if name == "sentinel_drain":
         return sentinel_trials(lambda setup: sentinel_drain(setup, logs), trials)
     ledger = RedisServer().start()
+    lagging = name == "sentinel_clock_lagging"
     try:
-        return sentinel_trials(lambda setup: sentinel_clock(setup, ledger.url, logs), trials)
+        return sentinel_trials(
+            lambda setup: sentinel_clock(setup, ledger.url, logs, lagging=lagging), trials
+        )
     finally:
         ledger.cleanup()
 
 
-SCENARIOS = ("sentinel_clock", "sentinel_drain", "cluster_drain")
+SCENARIOS = ("sentinel_clock", "sentinel_clock_lagging", "sentinel_drain", "cluster_drain")
 
 
 def main() -> None:

@@ -39,8 +39,14 @@ class Count:
     missed: int
 
 
-def sentinel_clock(sentinel: SentinelSetup, ledger_url: str, logs: Path) -> Count:
-    """Kill the master under a firing holder and its standby; count the ledger afterwards."""
+def sentinel_clock(
+    sentinel: SentinelSetup, ledger_url: str, logs: Path, *, lagging: bool = False
+) -> Count:
+    """Kill the master under a firing holder and its standby; count the ledger afterwards.
+
+    ``lagging``: the replica is stopped (SIGSTOP) while the holder fires 10 runs and resumed
+    as the master dies, so the promoted replica lacks those runs' once-keys and ``clock:last``.
+    """
     app = f"fo-{uuid.uuid4().hex[:8]}"
     env = {"DEMO_TICK_SECONDS": str(TICK_MS / 1000), "DRAINCTL_LEASE_TTL": "3"}
     env["DEMO_LEDGER_URL"] = ledger_url
@@ -56,8 +62,16 @@ def sentinel_clock(sentinel: SentinelSetup, ledger_url: str, logs: Path) -> Coun
         wait_for(lambda: standby() == "standby", 30, "a standby clock")
         seen = fires()
         wait_for(lambda: fires() >= seen + 10, 30, "the holder to fire")
-        assert sentinel.master.process is not None
-        sentinel.master.process.kill()
+        replica, master = sentinel.replica.process, sentinel.master.process
+        assert replica is not None
+        assert master is not None
+        if lagging:
+            replica.send_signal(signal.SIGSTOP)
+            seen = fires()
+            wait_for(lambda: fires() >= seen + 10, 30, "runs the replica misses")
+        master.kill()
+        if lagging:
+            replica.send_signal(signal.SIGCONT)
         seen = fires()
         wait_for(lambda: fires() >= seen + 40, 60, "the clocks to fire after the failover")
         for proc in procs:

@@ -119,6 +119,28 @@ class RedisCluster:
         wait_for(lambda: self.owner(slot).port == replica.port and self._settled(), "failover")
         return replica
 
+    def migrate(self, slot: int) -> RedisServer:
+        """Move ``slot`` and its keys to another master, as ``redis-cli --cluster reshard``
+        does (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE); the new owner."""
+        source = self.owner(slot)
+        masters = {self.serving(s)[0].port for s in range(0, 16384, 1000)}
+        target = self.node_of(next(port for port in masters if port != source.port))
+        src, dst = self.client(source), self.client(target)
+        try:
+            src_id = src.execute_command("CLUSTER", "MYID").decode()
+            dst_id = dst.execute_command("CLUSTER", "MYID").decode()
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for client in (dst, src):
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        finally:
+            src.close()
+            dst.close()
+        wait_for(lambda: self.owner(slot).port == target.port and self._settled(), "migration")
+        return target
+
     def cleanup(self) -> None:
         for node in self.nodes:
             node.cleanup()

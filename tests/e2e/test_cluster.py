@@ -150,18 +150,19 @@ def test_clock_lease(cluster: RedisCluster, app: str) -> None:
     client.close()
 
 
-def test_failover_during_a_drain_is_survived(
-    cluster: RedisCluster, app: str, hosts: list[HostProcess], tmp_path: Path
+@pytest.mark.parametrize("move", ["fail_over", "migrate"])
+def test_failover_or_migration_during_a_drain_is_survived(
+    cluster: RedisCluster, app: str, hosts: list[HostProcess], tmp_path: Path, move: str
 ) -> None:
-    """The app's master fails over to its replica (CLUSTER FAILOVER) while a drain waits for a
-    job: the CLI and the listener follow the slot to the new master, the drain is acknowledged,
-    resume works and no job runs twice."""
+    """The app's master fails over to its replica (CLUSTER FAILOVER), or its slot migrates to
+    another master, while a drain waits for a job: the CLI and the listener follow the slot,
+    the drain is acknowledged, resume works and no job runs twice."""
     host = HostProcess(cluster.url, app, tmp_path / "j", job_seconds=3, secret=SECRET)
     hosts.append(host)
     wait_for(host.lines, "a job in flight")
     drain = drainctl(cluster.url, app, "drain", "--deadline", "20", "--timeout", "30")
     wait_for(lambda: live_states(cluster.url, app).get(host.instance_id) == "draining", "drain")
-    cluster.fail_over(key_slot(Keys(app).base.encode()))
+    getattr(cluster, move)(key_slot(Keys(app).base.encode()))
     stdout, stderr = drain.communicate(timeout=60)
     assert drain.returncode == 0, stderr
     assert [r["instance"]["instance_id"] for r in json.loads(stdout)["replies"]] == [

@@ -11,8 +11,10 @@ import pytest
 from tests.e2e.heroku import git_work_tree
 from tests.e2e.test_cluster import kill, push_command
 from tests.e2e.test_faults import SECRET, assert_each_job_once, drainctl
+from tests.failover_scenarios import sentinel_clock
 from tests.host_app import HostProcess
 from tests.redis_cluster import SentinelSetup, live_states, wait_for
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +93,13 @@ def test_master_killed_during_a_deploys_push(
         if pidfile.exists():
             kill(int(pidfile.read_text()))
     assert_each_job_once(old)
+
+
+def test_failover_to_a_lagging_replica_fires_no_run_twice(
+    sentinel: SentinelSetup, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The replica is stopped while the holder clock fires 10 runs, then promoted when the
+    master dies: it lacks those runs' once-keys and last-fire times, yet no run fires twice."""
+    count = sentinel_clock(sentinel, redis_server.url, tmp_path, lagging=True)
+    assert count.seen >= 60
+    assert count.duplicates == 0
