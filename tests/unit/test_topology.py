@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
+from drainctl.adapters.liveness import connection_config
 from drainctl.config import Settings, mask_url
 from drainctl.connection import connect
 from drainctl.errors import ConfigError
@@ -84,3 +85,11 @@ def test_connect_steers_a_plain_client():
     sentinel = connect(Settings(redis_url="redis+sentinel://a:1/svc", app="shop"))
     assert sentinel.connection_pool.connection_class is ResolvedConnection
     assert isinstance(sentinel.connection_pool.connection_kwargs["resolver"], SentinelResolver)
+
+
+def test_reliable_queue_helper_refuses_a_steered_client():
+    """The liveness helper reconnects from a client's host and port, which for a Sentinel or
+    Cluster client name a sentinel or a seed node: refused loudly, not beating elsewhere."""
+    client = connect(Settings(redis_url="redis+sentinel://a:1/svc", app="shop"))
+    with pytest.raises(ConfigError, match="one Redis server"):
+        connection_config(client)
