@@ -77,7 +77,7 @@ def parse(url: str, cluster: bool = False) -> Topology:
         return Topology(kind, (), "", url)
     parts = urlsplit(f"{plain}://{rest}")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
-    hosts = tuple(_address(item, url) for item in hostlist.split(",") if item)
+    hosts = tuple(_address(item) for item in hostlist.split(",") if item)
     if not hosts:
         raise ConfigError(f"no host in the Redis URL {plain}+{kind}://...")
     service, path = "", parts.path
@@ -91,7 +91,7 @@ def parse(url: str, cluster: bool = False) -> Topology:
     return Topology(kind, hosts, service, urlunsplit(parts._replace(netloc=netloc, path=path)))
 
 
-def _address(item: str, url: str) -> Address:
+def _address(item: str) -> Address:
     host, _, port = item.strip().rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"expected host:port in the Redis URL, got {item!r}")
