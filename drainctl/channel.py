@@ -24,15 +24,15 @@ from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
 from drainctl.registry import InstanceRecord, Registry
 from drainctl.signing import Signer, target_doc
+from drainctl.topology import Redirected, follows_failover
 
 logger = logging.getLogger(__name__)
 
 # Replies outlive the request by this much so a slow requester still finds them.
 REPLY_GRACE = 5.0
 MAX_REPLY_TTL = 3600.0
-# Errors of the link (not of a command) that a requester waiting for replies rides out.
-LINK_ERRORS = (redis.ConnectionError, redis.TimeoutError)
-LINK_RETRY_PAUSE = 0.25
+# Pause before waiting again on the master a failover or redirect leads to.
+FAILOVER_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ class ControlClient:
         self.app = settings.require_app()
         self.keys = Keys(self.app)
         self.client = client if client is not None else connect(settings, max_connections=4)
+        self._follows_failover = follows_failover(self.client)
         self.signer = Signer.from_settings(settings)
         self.registry = Registry(self.client, self.app, self.signer)
         self.sender = sender
@@ -176,10 +177,14 @@ class ControlClient:
             wait = min(remaining, self.settings.block_timeout)
             try:
                 raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
-            except LINK_ERRORS as exc:
-                # A failover or a MOVED while waiting: replies land on the new master.
-                logger.warning("lost Redis while waiting for replies (%s); retrying", exc)
-                time.sleep(min(LINK_RETRY_PAUSE, max(remaining - 0.01, 0)))
+            except redis.ConnectionError as exc:
+                # Behind Sentinel or Cluster a dropped link is a failover or a moved slot: the
+                # next connection finds the new master, where the replies land. A single server
+                # that drops us may have restarted empty (request and fence lost): fail closed.
+                if not (self._follows_failover or isinstance(exc, Redirected)):
+                    raise
+                logger.warning("lost the Redis master while waiting for replies (%s)", exc)
+                time.sleep(min(FAILOVER_PAUSE, max(remaining - 0.01, 0)))
                 continue
             now = time.monotonic()
             for raw in raws:

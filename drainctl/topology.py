@@ -249,6 +249,11 @@ class ResolvedSSLConnection(_Resolved, SSLConnection):
     """A TLS connection to wherever the resolver points."""
 
 
+def follows_failover(client: redis.Redis) -> bool:
+    """Whether ``client`` finds a new master by itself (a Sentinel or Cluster client)."""
+    return issubclass(client.connection_pool.connection_class, _Resolved)
+
+
 def steer(pool: redis.ConnectionPool, topology: Topology, key: str, settings: Settings) -> None:
     """Make ``pool``'s connections go where ``topology`` says the master of ``key`` is."""
     kwargs = pool.connection_kwargs

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from drainctl.errors import ConfigError
-from drainctl.topology import ResolvedConnection, ResolvedSSLConnection
+from drainctl.topology import follows_failover
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ PORTABLE = (str, int, float, bool, type(None))
 def connection_config(client: redis.Redis) -> dict[str, Any]:
     """The parts of a client's connection settings the helper can use to connect the same way."""
     pool = client.connection_pool
-    if issubclass(pool.connection_class, (ResolvedConnection, ResolvedSSLConnection)):
+    if follows_failover(client):
         # Its host and port name a sentinel or seed node, not the master: the helper would beat
         # elsewhere and a peer would recover this worker's jobs while it lives.
         raise ConfigError("ReliableQueue needs a client of one Redis server, not Sentinel/Cluster")
