@@ -18,6 +18,10 @@ from tests import polling
 from tests.redis_server import RedisServer, free_port
 
 CLUSTER_ARGS = ("--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
+# As on managed Redis: drainctl must not need these (DEBUG is off by default since Redis 7).
+NO_ADMIN_ARGS = tuple(
+    arg for command in ("CONFIG", "KEYS", "MONITOR") for arg in ("--rename-command", command, "")
+)
 
 
 def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
@@ -37,13 +41,14 @@ def live_states(url: str, app: str) -> dict[str, str]:
 
 
 class RedisCluster:
-    """``masters`` masters with ``replicas`` replicas each, created with redis-cli."""
+    """``masters`` masters with ``replicas`` replicas each, created with redis-cli; CONFIG,
+    KEYS and MONITOR are disabled, as managed services do."""
 
     def __init__(self, masters: int = 3, replicas: int = 1) -> None:
         self.replicas = replicas
         # An explicit bus port: the default (port + 10000) overflows for high free ports.
         self.nodes = [
-            RedisServer(None, *CLUSTER_ARGS, "--cluster-port", str(free_port()))
+            RedisServer(None, *CLUSTER_ARGS, *NO_ADMIN_ARGS, "--cluster-port", str(free_port()))
             for _ in range(masters * (1 + replicas))
         ]
 
