@@ -95,7 +95,8 @@ def test_deploy_with_push_cmd(
     cluster: RedisCluster, app: str, hosts: list[HostProcess], tmp_path: Path
 ) -> None:
     """A whole deploy on the cluster: lock, fence, drain, a push that replaces v1 by v2, and
-    the verify that sees v2 up; the old host ran each of its jobs once."""
+    the verify that sees v2 up; the old host ran each of its jobs once; unfence then finds
+    and lifts the fence kept on v1."""
     old = HostProcess(cluster.url, app, tmp_path / "old", secret=SECRET)
     hosts.append(old)
     pidfile = tmp_path / "new.pid"
@@ -107,6 +108,10 @@ def test_deploy_with_push_cmd(
         )  # fmt: skip
         assert code == 0, out
         assert json.loads(out.splitlines()[0])["verdict"] == "ok"
+        # unfence finds the kept fence by SCAN on the app's master, where all its keys live.
+        code, out = run(cluster, app, "unfence")
+        assert code == 0, out
+        assert "lifted the fence on v1" in out
     finally:
         if pidfile.exists():
             kill(int(pidfile.read_text()))
