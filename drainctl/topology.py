@@ -44,6 +44,8 @@ _ELSEWHERE = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.ReadOnlyError,
 )
+# The same by error code: redis-py < 6 gives a plain client a bare ResponseError for them.
+_ELSEWHERE_CODES = frozenset({"MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY"})
 FAILOVER_POLL = 0.25
 _SCHEMES = {
     "redis+sentinel": ("sentinel", "redis"),
@@ -158,13 +160,9 @@ class ClusterResolver:
 
     def redirected(self, exc: redis.ResponseError | None) -> None:
         """Follow MOVED to the node it names; anything else: discover again next time."""
-        # Typed as Any: redis-py leaves MovedError's attributes unannotated.
-        moved: Any = exc if isinstance(exc, redis.exceptions.MovedError) else None
+        moved = _moved(exc)
         with self._lock:
-            if moved is not None and moved.slot_id == self.slot:
-                self._owner = (str(moved.host), int(moved.port))
-            else:
-                self._owner = None
+            self._owner = moved[1] if moved is not None and moved[0] == self.slot else None
 
     def _discover(self) -> Address:
         others = [a for a in self.known if a not in self.seeds]
@@ -195,6 +193,20 @@ class ClusterResolver:
         if owner is None:
             raise redis.ConnectionError(f"slot {self.slot} is not served by any master")
         return owner
+
+
+def _moved(exc: redis.ResponseError | None) -> tuple[int, Address] | None:
+    """The slot and new owner a MOVED reply names (``[MOVED] SLOT HOST:PORT``), else None."""
+    words = str(exc).split() if exc is not None else []
+    if isinstance(exc, redis.exceptions.MovedError) or words[:1] == ["MOVED"]:
+        slot, address = words[-2:]
+        host, _, port = address.rpartition(":")
+        return int(slot), (host, int(port))
+    return None
+
+
+def _elsewhere(exc: redis.ResponseError) -> bool:
+    return isinstance(exc, _ELSEWHERE) or str(exc).split(" ", 1)[0] in _ELSEWHERE_CODES
 
 
 def _text(raw: bytes | str) -> str:
@@ -235,7 +247,9 @@ class _Resolved:
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
-        except _ELSEWHERE as exc:
+        except redis.ResponseError as exc:
+            if not _elsewhere(exc):
+                raise
             self.resolver.redirected(exc)
             self.disconnect()  # type: ignore[attr-defined]
             raise Redirected(f"{self.host}:{self.port} redirected: {exc}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from drainctl.adapters.liveness import connection_config
@@ -93,3 +94,20 @@ def test_reliable_queue_helper_refuses_a_steered_client():
     client = connect(Settings(redis_url="redis+sentinel://a:1/svc", app="shop"))
     with pytest.raises(ConfigError, match="one Redis server"):
         connection_config(client)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.exceptions.MovedError("12 10.0.0.9:7002"),  # redis-py >= 6
+        redis.ResponseError("MOVED 12 10.0.0.9:7002"),  # redis-py 5 on a plain client
+    ],
+)
+def test_moved_points_the_next_connection_at_the_new_owner(exc: redis.ResponseError):
+    """MOVED for the app's slot names its new master; anything else sends it to discovery."""
+    resolver = ClusterResolver(parse("redis+cluster://a:1"), "{x}", {})
+    resolver.slot = 12
+    resolver.redirected(exc)
+    assert resolver.address() == ("10.0.0.9", 7002)
+    resolver.redirected(redis.ResponseError("TRYAGAIN Multiple keys request during rehashing"))
+    assert resolver._owner is None
