@@ -24,12 +24,15 @@ from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
 from drainctl.registry import InstanceRecord, Registry
 from drainctl.signing import Signer, target_doc
+from drainctl.topology import Redirected, follows_failover
 
 logger = logging.getLogger(__name__)
 
 # Replies outlive the request by this much so a slow requester still finds them.
 REPLY_GRACE = 5.0
 MAX_REPLY_TTL = 3600.0
+# Pause before waiting again on the master a failover or redirect leads to.
+FAILOVER_PAUSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class ControlClient:
         self.app = settings.require_app()
         self.keys = Keys(self.app)
         self.client = client if client is not None else connect(settings, max_connections=4)
+        self._follows_failover = follows_failover(self.client)
         self.signer = Signer.from_settings(settings)
         self.registry = Registry(self.client, self.app, self.signer)
         self.sender = sender
@@ -171,7 +175,17 @@ class ControlClient:
                 break
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
-            raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+            try:
+                raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+            except redis.ConnectionError as exc:
+                # Behind Sentinel or Cluster a dropped link is a failover or a moved slot: the
+                # next connection finds the new master, where the replies land. A single server
+                # that drops us may have restarted empty (request and fence lost): fail closed.
+                if not (self._follows_failover or isinstance(exc, Redirected)):
+                    raise
+                logger.warning("lost the Redis master while waiting for replies (%s)", exc)
+                time.sleep(min(FAILOVER_PAUSE, max(remaining - 0.01, 0)))
+                continue
             now = time.monotonic()
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)

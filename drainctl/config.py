@@ -46,6 +46,12 @@ class Settings:
     # TLS for rediss:// URLs: "none" accepts a self-signed certificate (Heroku), or name a CA file.
     ssl_cert_reqs: str | None = None
     ssl_ca_certs: str | None = None
+    # A plain redis(s):// URL names a seed node of a Redis Cluster (DRAINCTL_REDIS_CLUSTER=1).
+    redis_cluster: bool = False
+    # Sentinel/Cluster: how long a connection waits for a failover when the master is unreachable.
+    failover_timeout: float = 20.0
+    # The sentinels' own password, when they have one (DRAINCTL_SENTINEL_PASSWORD).
+    sentinel_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.ssl_cert_reqs is not None and self.ssl_cert_reqs not in SSL_CERT_REQS:
@@ -65,7 +71,7 @@ class Settings:
         env = os.environ if environ is None else environ
         dyno = env.get("DYNO") or None
         found: dict[str, Any] = {
-            "redis_url": env.get("DRAINCTL_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            "redis_url": _redis_url(env),
             "app": env.get("DRAINCTL_APP") or env.get("HEROKU_APP_NAME") or None,
             "process_type": env.get("DRAINCTL_PROCESS_TYPE") or (dyno and dyno.split(".")[0]),
             "dyno": dyno,
@@ -82,6 +88,8 @@ class Settings:
             found["secrets"] = parse_secrets(secret)
         found["ssl_cert_reqs"] = env.get("DRAINCTL_SSL_CERT_REQS") or None
         found["ssl_ca_certs"] = env.get("DRAINCTL_SSL_CA_CERTS") or None
+        found["redis_cluster"] = env.get("DRAINCTL_REDIS_CLUSTER", "").lower() in _YES
+        found["sentinel_password"] = env.get("DRAINCTL_SENTINEL_PASSWORD") or None
         found.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**found)
 
@@ -96,11 +104,30 @@ class Settings:
         return validate_name("app", self.app)
 
 
+_YES = ("1", "true", "yes", "on")
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """The Redis URL; ``DRAINCTL_SENTINELS`` + ``DRAINCTL_SENTINEL_SERVICE`` make it a Sentinel
+    URL that keeps the scheme (TLS) and credentials of ``DRAINCTL_REDIS_URL`` / ``REDIS_URL``."""
+    url = env.get("DRAINCTL_REDIS_URL") or env.get("REDIS_URL") or DEFAULT_REDIS_URL
+    sentinels, service = env.get("DRAINCTL_SENTINELS"), env.get("DRAINCTL_SENTINEL_SERVICE")
+    if not sentinels:
+        return url
+    if not service:
+        raise ConfigError("DRAINCTL_SENTINELS needs DRAINCTL_SENTINEL_SERVICE (the master's name)")
+    scheme, _, rest = url.partition("://")
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    tls = "rediss" if scheme == "rediss" else "redis"
+    return f"{tls}+sentinel://{userinfo}{at}{sentinels.replace(' ', '')}/{service}"
+
+
 _FLOAT_ENV = {
     "DRAINCTL_HEARTBEAT_INTERVAL": "heartbeat_interval",
     "DRAINCTL_CONNECT_TIMEOUT": "connect_timeout",
     "DRAINCTL_LEASE_TTL": "lease_ttl",
     "DRAINCTL_MAX_SKEW": "max_skew",
+    "DRAINCTL_FAILOVER_TIMEOUT": "failover_timeout",
 }
 
 
@@ -125,7 +152,10 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.netloc
-        if parts.password is not None:
+        userinfo, _, hosts = netloc.rpartition("@")
+        if "," in hosts and ":" in userinfo:  # several hosts (Sentinel, Cluster): no .port
+            netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+        elif parts.password is not None:
             port = f":{parts.port}" if parts.port else ""
             netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
         query = parse_qsl(parts.query, keep_blank_values=True)

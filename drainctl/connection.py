@@ -25,7 +25,9 @@ from redis.typing import EncodableT
 
 from drainctl.config import Settings, mask_url
 from drainctl.errors import ConfigError
+from drainctl.keys import Keys
 from drainctl.redis_errors import script_errors, translate
+from drainctl.topology import parse, steer
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,14 @@ def connect(
 
     redis-py's own retries are off: callers decide how to back off, and the CLI must fail fast.
     The read timeout leaves room for a blocking read of ``block_timeout`` seconds.
+
+    A Sentinel or Cluster URL (see :mod:`drainctl.topology`) gives the same plain client, whose
+    connections go to the current master of the service, or of the app's hash slot.
     """
+    topology = parse(settings.redis_url, settings.redis_cluster)
     try:
         pool = redis.BlockingConnectionPool.from_url(
-            settings.redis_url,
+            topology.url,
             max_connections=max_connections,
             timeout=settings.block_timeout + settings.connect_timeout,
             socket_connect_timeout=settings.connect_timeout,
@@ -58,6 +64,8 @@ def connect(
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_url(settings.redis_url)}: {exc}") from None
+    if topology.kind != "single":
+        steer(pool, topology, Keys(settings.app or "").base, settings)
     return redis.Redis(connection_pool=pool)
 
 
@@ -72,7 +80,7 @@ def tls_options(settings: Settings) -> dict[str, Any]:
         query = parse_qs(parts.query)
     except ValueError:
         return {}  # redis-py reports the malformed URL
-    if parts.scheme != "rediss":
+    if not parts.scheme.startswith("rediss"):  # rediss, rediss+sentinel, rediss+cluster
         return {}
     options: dict[str, Any] = {}
     if settings.ssl_cert_reqs is not None and "ssl_cert_reqs" not in query:

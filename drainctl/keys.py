@@ -1,5 +1,9 @@
 """Every Redis key drainctl uses, in one place, all under ``drainctl:{app}:``.
 
+The braces are literal: ``{app}`` is a Redis Cluster hash tag, so every key of an app hashes to
+one slot and lives on one node. That is what lets every Lua script, MULTI and pipeline touch
+several keys (and build key names from :attr:`Keys.base` inside a script) on a cluster too.
+
 Each key either carries a TTL or is deleted by whoever created it, so nothing accumulates in the
 user's Redis.
 """
@@ -19,8 +23,8 @@ class Keys:
 
     @property
     def base(self) -> str:
-        """The namespace every key of this app starts with."""
-        return f"{PREFIX}:{self.app}:"
+        """The namespace every key of this app starts with: ``drainctl:{app}:``, braces included."""
+        return f"{PREFIX}:{{{self.app}}}:"
 
     @property
     def instances(self) -> str:

@@ -12,12 +12,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev,rq,celery]'
   touch "$stamp"
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
+# redis-cli (redis-tools) creates the test Redis Cluster; redis-server --sentinel runs Sentinel.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing redis-server (Debian package)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    echo "== installing redis-server and redis-tools (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
   else
-    echo "redis-server not found: install it (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis) and run this again." >&2
+    echo "redis-server or redis-cli not found: install them (Debian/Ubuntu: sudo apt-get install -y redis-server redis-tools; macOS: brew install redis) and run this again." >&2
     exit 2
   fi
 fi

@@ -55,7 +55,7 @@ def instance_doc(client: redis.Redis, app: str, dyno: str) -> dict[str, object] 
 
 def lease_holder(client: redis.Redis, app: str) -> dict[str, str]:
     """The clock lease hash (empty when nobody holds it)."""
-    raw = client.hgetall(f"drainctl:{app}:clock:lease")
+    raw = client.hgetall(f"drainctl:{{{app}}}:clock:lease")
     return {key.decode(): value.decode() for key, value in raw.items()}
 
 

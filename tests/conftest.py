@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from drainctl.config import Settings
+from drainctl.keys import Keys
 from tests.redis_server import RedisServer
 
 
@@ -43,7 +44,8 @@ def assert_no_lasting_keys(url: str, app: str) -> None:
     """Every drainctl key of ``app`` expires or was deleted by its creator."""
     client = redis.Redis.from_url(url)
     try:
-        lasting = [k for k in client.scan_iter(match=f"drainctl:{app}:*") if client.ttl(k) == -1]
+        keys = client.scan_iter(match=f"{Keys(app).base}*")
+        lasting = [k for k in keys if client.ttl(k) == -1]
     finally:
         client.close()
     assert not lasting, f"drainctl keys without a TTL left behind: {lasting}"

@@ -25,7 +25,7 @@ _MB = 1024 * 1024
 
 def count_keys(client: redis.Redis, app: str) -> int:
     """How many drainctl keys the app has right now."""
-    return sum(1 for _ in client.scan_iter(match=f"drainctl:{app}:*", count=1000))
+    return sum(1 for _ in client.scan_iter(match=f"drainctl:{{{app}}}:*", count=1000))
 
 
 def soak(redis_url: str, app: str, pings: int, *, warmup: int = 1000) -> dict[str, Any]:

@@ -30,6 +30,9 @@ from typing import Any
 
 import redis
 
+from drainctl.errors import ConfigError
+from drainctl.topology import follows_failover
+
 logger = logging.getLogger(__name__)
 
 # Compare-and-delete: a helper removes only the key it set (never a successor's).
@@ -44,6 +47,10 @@ PORTABLE = (str, int, float, bool, type(None))
 def connection_config(client: redis.Redis) -> dict[str, Any]:
     """The parts of a client's connection settings the helper can use to connect the same way."""
     pool = client.connection_pool
+    if follows_failover(client):
+        # Its host and port name a sentinel or seed node, not the master: the helper would beat
+        # elsewhere and a peer would recover this worker's jobs while it lives.
+        raise ConfigError("ReliableQueue needs a client of one Redis server, not Sentinel/Cluster")
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if isinstance(v, PORTABLE)}
     kinds = {redis.SSLConnection: "ssl", redis.UnixDomainSocketConnection: "unix"}
     return {"kind": kinds.get(pool.connection_class, "tcp"), "kwargs": kwargs}

@@ -177,7 +177,7 @@ class LocalHeroku:
 
     def fence_keys(self) -> list[bytes]:
         """The app's fence keys."""
-        return list(self.redis.scan_iter(match=f"drainctl:{self.app}:fence:*"))
+        return list(self.redis.scan_iter(match=f"drainctl:{{{self.app}}}:fence:*"))
 
     def settings(self) -> Settings:
         """Settings to talk to the app."""

@@ -68,7 +68,7 @@ def test_sigterm_mid_job_lets_the_job_finish_and_exits_0(
     reports = {label for label in ledger(redis_client, app) if label.startswith("report@")}
     assert reports == set(ledger(redis_client, app, "started"))  # every run that began, finished
     assert lease_holder(redis_client, app) == {}  # released: a successor need not wait for expiry
-    assert sorted(redis_client.hkeys(f"drainctl:{app}:clock:next")) == [b"report", b"tick"]
+    assert sorted(redis_client.hkeys(f"drainctl:{{{app}}}:clock:next")) == [b"report", b"tick"]
 
 
 def test_zombie_old_release_never_fires_next_to_a_new_release(
@@ -144,4 +144,4 @@ def test_sigkilled_holder_is_replaced_within_the_lease_ttl(
     _, duplicates, missed = grid_report(ledger(redis_client, app), "tick", 100)
     assert duplicates == []
     assert len(missed) <= 1
-    assert all(redis_client.exists(f"drainctl:{app}:clock:once:tick:{ms}") for ms in missed)
+    assert all(redis_client.exists(f"drainctl:{{{app}}}:clock:once:tick:{ms}") for ms in missed)

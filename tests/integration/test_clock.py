@@ -204,7 +204,7 @@ def test_restore_keeps_persisted_next_run_times_and_drops_removed_jobs(
     """A job re-added with ``replace_existing=True`` keeps its persisted next run time; a job the
     code no longer has is dropped from Redis with a log line."""
     planned = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=5, seconds=7)
-    nxt = f"drainctl:{settings.app}:clock:next"
+    nxt = f"drainctl:{{{settings.app}}}:clock:next"
     redis_client.hset(nxt, mapping={"report": round(planned.timestamp() * 1000), "gone": 1})
     redis_client.expire(nxt, 60)
 

@@ -43,9 +43,9 @@ def forge(url: str, app: str, commit: str) -> None:
     }
     client = redis.Redis.from_url(url)
     try:
-        client.set(f"drainctl:{app}:instance:{FORGED_ID}", json.dumps(doc), px=3_000_000)
-        client.zadd(f"drainctl:{app}:instances", {FORGED_ID: 0})
-        client.expire(f"drainctl:{app}:instances", 60)  # the suite checks every key expires
+        client.set(f"drainctl:{{{app}}}:instance:{FORGED_ID}", json.dumps(doc), px=3_000_000)
+        client.zadd(f"drainctl:{{{app}}}:instances", {FORGED_ID: 0})
+        client.expire(f"drainctl:{{{app}}}:instances", 60)  # the suite checks every key expires
     finally:
         client.close()
 
@@ -68,7 +68,7 @@ def cli(
 def cleanup_forged(settings: Settings) -> Any:
     yield
     client = redis.Redis.from_url(settings.redis_url)
-    client.delete(f"drainctl:{settings.app}:instance:{FORGED_ID}")
+    client.delete(f"drainctl:{{{settings.app}}}:instance:{FORGED_ID}")
     client.close()
 
 

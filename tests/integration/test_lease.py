@@ -123,8 +123,8 @@ def test_a_scheduled_run_is_claimed_once_and_never_with_a_stale_token(
     new_token = new.acquire(starting=True).token
     assert old.claim(token, "tick", [4000]) is None
     assert new.claim(new_token, "tick", [3000, 4000]) == [4000]
-    assert redis_client.hget(f"drainctl:{settings.app}:clock:last", "tick") == b"4000"
-    assert 0 < redis_client.pttl(f"drainctl:{settings.app}:clock:once:tick:4000") <= 60_000
+    assert redis_client.hget(f"drainctl:{{{settings.app}}}:clock:last", "tick") == b"4000"
+    assert 0 < redis_client.pttl(f"drainctl:{{{settings.app}}}:clock:once:tick:4000") <= 60_000
     new.release_lease(new_token)
 
 

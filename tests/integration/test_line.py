@@ -20,7 +20,7 @@ def client(settings: Settings) -> Iterator[redis.Redis]:
 
 def test_commands_go_in_one_round_trip_and_answer_in_order(client: redis.Redis, app: str):
     """Responses come back in the order sent, as Redis sent them."""
-    key = f"drainctl:{app}:line"
+    key = f"drainctl:{{{app}}}:line"
     with Line(client) as line:
         pushed, expired, popped = line.call(
             ("RPUSH", key, "a", "b"), ("PEXPIRE", key, 10_000), ("LPOP", key, 2)
@@ -30,7 +30,7 @@ def test_commands_go_in_one_round_trip_and_answer_in_order(client: redis.Redis, 
 
 def test_a_refused_command_raises_and_the_line_stays_usable(client: redis.Redis, app: str):
     """The error is raised once every response is read; the same connection then goes on."""
-    key = f"drainctl:{app}:line-string"
+    key = f"drainctl:{{{app}}}:line-string"
     client.set(key, "x", px=10_000)
     with Line(client) as line:
         (before,) = line.call(("CLIENT", "ID"))
@@ -41,7 +41,7 @@ def test_a_refused_command_raises_and_the_line_stays_usable(client: redis.Redis,
 
 def test_errors_can_come_back_in_place(client: redis.Redis, app: str):
     """With raise_on_error=False a refusal is returned where its response would be."""
-    key = f"drainctl:{app}:line-string"
+    key = f"drainctl:{{{app}}}:line-string"
     client.set(key, "x", px=10_000)
     with Line(client) as line:
         refused, value = line.call(("RPUSH", key, "a"), ("GET", key), raise_on_error=False)

@@ -41,7 +41,7 @@ KEPT = {"interval-x", "interval-null", "interval-huge", "wrong-types", "markup"}
 def forged(settings: Settings) -> object:
     """Every malformed document in the registry, keys expiring like real ones; deleted after."""
     client = redis.Redis.from_url(settings.redis_url)
-    base = f"drainctl:{settings.app}:"
+    base = f"drainctl:{{{settings.app}}}:"
     for instance_id, raw in FORGED.items():
         client.set(f"{base}instance:{instance_id}", raw, px=60_000)
         client.zadd(f"{base}instances", {instance_id: 0})

@@ -143,7 +143,7 @@ def test_readme_minimal_acl_is_enough(
     outputs = []
     try:
         # An index entry whose heartbeat is gone: reading the registry prunes it (ZREM).
-        admin.zadd(f"drainctl:{tls_settings.require_app()}:instances", {"gone": 0})
+        admin.zadd(f"drainctl:{{{tls_settings.require_app()}}}:instances", {"gone": 0})
         base = ["--redis-url", cli_url, "--app", tls_settings.require_app(), "--json"]
         base += ["--ssl-ca-certs", str(tls_server.ca), "--secret", SECRET]
         for command in (["status"], ["ping"], ["drain", "--deadline", "1"], ["resume"]):
@@ -154,7 +154,7 @@ def test_readme_minimal_acl_is_enough(
     finally:
         listener.stop()
     assert admin.execute_command("ACL LOG") == []
-    assert admin.zscore(f"drainctl:{tls_settings.require_app()}:instances", "gone") is None
+    assert admin.zscore(f"drainctl:{{{tls_settings.require_app()}}}:instances", "gone") is None
     for text in [*outputs, caplog.text]:
         for secret in [*passwords.values(), SECRET]:
             assert secret not in text

@@ -213,7 +213,7 @@ def test_nonce_is_kept_only_while_the_message_could_pass(fake: fakeredis.FakeRed
     signer = Signer([SECRET], max_skew=60)
     body = signed_body(signer)
     gate(fake, signer)(body, "request")
-    keys = fake.keys("drainctl:app:nonce:i1:*")
+    keys = fake.keys("drainctl:{app}:nonce:i1:*")
     assert len(keys) == 1
     assert 5000 <= fake.pttl(keys[0]) <= 6000
 
