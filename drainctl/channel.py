@@ -117,8 +117,12 @@ class ControlClient:
         target: Target | None = None,
         args: dict[str, Any] | None = None,
         timeout: float = 5.0,
+        not_awaited: frozenset[str] = frozenset(),
     ) -> Outcome:
-        """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies."""
+        """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies.
+
+        Instances in ``not_awaited`` (known gone) get the request but are not waited for.
+        """
         if not (math.isfinite(timeout) and timeout >= 0):
             raise ConfigError(f"timeout must be a finite, non-negative number, got {timeout!r}")
         target = target or Target()
@@ -135,9 +139,10 @@ class ControlClient:
             )
             # An unverified entry got the request too (the same script delivers it), but only
             # instances that prove they hold the secret are waited for.
-            trusted = self._trusted(records)
+            trusted = [r for r in self._trusted(records) if r.instance_id not in not_awaited]
             if trusted:
-                self._gather(line, outcome, request, len(trusted), started)
+                awaited = {r.instance_id for r in trusted}
+                self._gather(line, outcome, request, awaited, started)
         answered = {r.instance_id for r in outcome.replies}
         outcome.missing = [r for r in trusted if r.instance_id not in answered]
         outcome.unverified = [r for r in records if not r.trusted]
@@ -161,17 +166,17 @@ class ControlClient:
         )
 
     def _gather(
-        self, line: Line, outcome: Outcome, request: Request, expected: int, started: float
+        self, line: Line, outcome: Outcome, request: Request, awaited: set[str], started: float
     ) -> None:
         deadline = started + request.expires_at - request.sent_at
         replies: dict[str, Reply] = {}
-        while len(replies) < expected:
+        while pending := len(awaited - replies.keys()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
-            raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+            raws = self._pop_replies(line, request.reply_to, pending, wait)
             now = time.monotonic()
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)
