@@ -6,20 +6,28 @@ Only click is imported at start-up; redis, rich and the library load inside each
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drainctl.__about__ import __version__
+from drainctl.cli_options import (
+    F,
+    GlobalOptionsGroup,
+    Options,
+    global_options,
+    handle_errors,
+    help_width,
+    seconds_option,
+)
+
+# deploy/commands.py builds its commands from these too.
+__all__ = ["Options", "handle_errors", "main", "seconds_option"]
 
 if TYPE_CHECKING:
-    from drainctl.channel import ControlClient, Outcome
-    from drainctl.config import Settings
+    from drainctl.channel import Outcome
     from drainctl.protocol import Command
 
 EXIT_CODES_HELP = """\b
@@ -33,107 +41,6 @@ Exit codes:
   7  another deploy of the app is in progress (the deploy lock)
   130, 143  interrupted by Ctrl-C (SIGINT), by SIGTERM
 """
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Option callback: a finite, non-negative number of seconds (``type=float`` takes nan, inf)."""
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise click.BadParameter(f"{value} is not a finite, non-negative number of seconds")
-    return value
-
-
-def seconds_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    """``click.option`` for a number of seconds, checked by :func:`_seconds`."""
-    return click.option(*names, type=float, callback=_seconds, **kwargs)
-
-
-def _help_width() -> int:
-    """click's help width (the terminal's, at most 78), without the shutil import it makes for it.
-
-    shutil brings bz2, lzma and zlib along: about 2.5 ms of the ~60 ms ``drainctl --help`` takes.
-    """
-    try:
-        columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(1).columns
-    except (ValueError, OSError):
-        columns = 80
-    return max(min(columns, 80) - 2, 50)
-
-
-class Options:
-    """The global options, passed to every command (a plain class: dataclasses costs start-up)."""
-
-    def __init__(
-        self,
-        *,
-        redis_url: str | None,
-        app: str | None,
-        json: bool,
-        verbose: bool = False,
-        secret: str | None = None,
-        ssl_cert_reqs: str | None = None,
-        ssl_ca_certs: str | None = None,
-    ) -> None:
-        self.redis_url = redis_url
-        self.app = app
-        self.json = json
-        self.verbose = verbose
-        self.secret = secret
-        self.ssl_cert_reqs = ssl_cert_reqs
-        self.ssl_ca_certs = ssl_ca_certs
-        self.warned = False
-
-    def settings(self) -> Settings:
-        from drainctl.config import Settings, parse_secrets
-
-        settings = Settings.from_env(
-            redis_url=self.redis_url,
-            app=self.app,
-            secrets=parse_secrets(self.secret) if self.secret else None,
-            ssl_cert_reqs=self.ssl_cert_reqs,
-            ssl_ca_certs=self.ssl_ca_certs,
-        )
-        if not settings.secrets and not self.warned:
-            self.warned = True
-            click.echo(
-                "drainctl: warning: control messages are unauthenticated "
-                "(set DRAINCTL_SECRET or pass --secret)",
-                err=True,
-            )
-        return settings
-
-    def client(self) -> ControlClient:
-        from drainctl.channel import ControlClient
-
-        return ControlClient(self.settings())
-
-
-def handle_errors(func: F) -> F:
-    """Turn DrainctlError into one clear line on stderr and its exit code; an interrupt into
-    130 (Ctrl-C) or 143 (SIGTERM) instead of click's "Aborted!" and 1.
-
-    A redis-py error that escaped translation on its way up is translated here, so no command
-    ends in a traceback because of what Redis said.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from drainctl.errors import DrainctlError, interrupt_code
-
-        try:
-            return func(*args, **kwargs)
-        except DrainctlError as exc:
-            _fail(exc)
-        except KeyboardInterrupt as exc:
-            sys.exit(interrupt_code(exc))
-        except Exception as exc:
-            translated = _translated(exc)
-            if translated is None:
-                raise
-            _fail(translated)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -154,66 +61,24 @@ def _sigterm_interrupts(ctx: click.Context) -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"drainctl: {exc}", err=True)
-    sys.exit(getattr(exc, "exit_code", 1))
-
-
-def _translated(exc: Exception) -> Exception | None:
-    """A redis-py error as the DrainctlError it stands for; None for anything else."""
-    redis = sys.modules.get("redis")
-    if redis is None or not isinstance(exc, redis.RedisError):
-        return None
-    from drainctl.errors import DrainctlError
-    from drainctl.redis_errors import translate
-
-    opts = click.get_current_context().find_object(Options)
-    try:
-        url = opts.settings().redis_url if opts is not None else "(unknown URL)"
-    except DrainctlError:
-        url = "(unknown URL)"
-    return translate(exc, url)
-
-
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"terminal_width": _help_width()})
+@click.group(
+    cls=GlobalOptionsGroup,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"terminal_width": help_width(), "help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="drainctl")
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    help="Redis to talk through [env DRAINCTL_REDIS_URL, then REDIS_URL; "
-    "default redis://localhost:6379/0].",
-)
-@click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
-    "--secret",
-    metavar="S1[,S2]",
-    help="Shared secret(s) to sign control messages, signing with the first "
-    "[env DRAINCTL_SECRET, preferred: arguments are visible in ps].",
-)
-@click.option(
-    "--ssl-cert-reqs",
-    type=click.Choice(["none", "optional", "required"]),
-    help="TLS certificate check for rediss:// ('none' for Heroku's self-signed certificates) "
-    "[env DRAINCTL_SSL_CERT_REQS].",
-)
-@click.option(
-    "--ssl-ca-certs",
-    metavar="FILE",
-    help="CA file to verify the rediss:// server with [env DRAINCTL_SSL_CA_CERTS].",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+@global_options
 @click.pass_context
 def main(
     ctx: click.Context,
     *,
     redis_url: str | None,
     app: str | None,
-    as_json: bool,
+    json: bool | None,
     secret: str | None,
     ssl_cert_reqs: str | None,
     ssl_ca_certs: str | None,
-    verbose: bool,
+    verbose: bool | None,
 ) -> None:
     """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
     # Imported here, not at the top: `drainctl --help` never gets this far, and logging (with
@@ -229,7 +94,7 @@ def main(
     ctx.obj = Options(
         redis_url=redis_url,
         app=app,
-        json=as_json,
+        json=json,
         verbose=verbose,
         secret=secret,
         ssl_cert_reqs=ssl_cert_reqs,
