@@ -22,7 +22,7 @@ from drainctl.connection import Line, RawCommand, ServerClock, connect, translat
 from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
-from drainctl.registry import InstanceRecord, Registry
+from drainctl.registry import InstanceRecord, Registry, known_apps
 from drainctl.signing import Signer, target_doc
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,17 @@ class ControlClient:
         with translate_outage(self.settings):
             records = self.registry.live(process_types)
         return records if unverified else self._trusted(records)
+
+    def require_known_app(self) -> None:
+        """ConfigError (exit 2) naming the known apps when no listener of ours ever registered:
+        a mistyped --app must not read as "no live instances"."""
+        with translate_outage(self.settings):
+            apps = known_apps(self.client)
+        if self.app not in apps:
+            raise ConfigError(
+                f"unknown app {self.app!r}: no instance of it registered on this Redis in the "
+                f"last day; known apps: {', '.join(apps) or 'none'}"
+            )
 
     def _trusted(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
         for record in records:

@@ -27,7 +27,7 @@ from drainctl.cli_options import (
 __all__ = ["Options", "handle_errors", "main", "seconds_option"]
 
 if TYPE_CHECKING:
-    from drainctl.channel import Outcome
+    from drainctl.channel import ControlClient, Outcome
     from drainctl.protocol import Command
 
 EXIT_CODES_HELP = """\b
@@ -113,6 +113,9 @@ def status(opts: Options) -> None:
     """List live instances: type, dyno, release, state, jobs in flight, memory, last beat.
 
     With a secret, a heartbeat not signed with it shows as UNVERIFIED.
+
+    \b
+    Example: drainctl status --watch
     """
     from drainctl import render
     from drainctl.connection import translate_outage
@@ -121,6 +124,8 @@ def status(opts: Options) -> None:
 
     client = opts.client()
     records = client.live(unverified=True)
+    if not records:
+        client.require_known_app()
     with translate_outage(client.settings):
         holder = read_holder(client.client, client.app, Signer.from_settings(client.settings))
         now = server_now(client.client)
@@ -150,7 +155,10 @@ def _command(
     from drainctl.errors import NotAcknowledged
 
     target = Target(instance_id=instance, process_types=_process_types(process_type))
-    outcome = opts.client().send(command, target=target, args=args, timeout=timeout)
+    client = opts.client()
+    outcome = client.send(command, target=target, args=args, timeout=timeout)
+    if not (outcome.replies or outcome.missing or outcome.unverified):
+        _nobody(client, instance)
     if opts.json:
         render.emit_json(render.outcome_dict(outcome))
     elif outcome.replies or outcome.missing:
@@ -162,6 +170,15 @@ def _command(
         parts += [f"{len(outcome.failed)} failed"] if outcome.failed else []
         raise NotAcknowledged(f"{command.value}: " + ", ".join(parts))
     return outcome
+
+
+def _nobody(client: ControlClient, instance: str | None) -> None:
+    """Nothing matched: a mistyped app or instance is an error (exit 2), an idle app is not."""
+    from drainctl.errors import ConfigError
+
+    client.require_known_app()
+    if instance:
+        raise ConfigError(f"no live instance matches --instance {instance!r}")
 
 
 def targeting(func: F) -> F:
@@ -184,7 +201,11 @@ def targeting(func: F) -> F:
 def ping(
     opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
 ) -> None:
-    """Round-trip time to each instance."""
+    """Round-trip time to each instance.
+
+    \b
+    Example: drainctl ping -t worker
+    """
     from drainctl.protocol import Command
 
     _command(opts, Command.PING, process_type=process_type, instance=instance, timeout=timeout)
@@ -208,7 +229,11 @@ def drain(
     deadline: float,
     timeout: float | None,
 ) -> None:
-    """Stop new work and wait for every targeted instance to acknowledge its drain."""
+    """Stop new work and wait for every targeted instance to acknowledge its drain.
+
+    \b
+    Example: drainctl drain -t worker --deadline 25
+    """
     from drainctl.protocol import Command
 
     try:
@@ -255,7 +280,11 @@ def _interrupted_drain(opts: Options, process_type: tuple[str, ...], instance: s
 def resume(
     opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
 ) -> None:
-    """Let drained instances take work again."""
+    """Let drained instances take work again.
+
+    \b
+    Example: drainctl resume -t worker
+    """
     from drainctl.protocol import Command
 
     _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)
@@ -270,6 +299,9 @@ def doctor(opts: Options, acl_user: str | None) -> None:
 
     Redis version and commands, ACL rights, maxmemory-policy, TLS, the secret and whether live
     instances sign with it, clock skew, instances' release/commit metadata and versions.
+
+    \b
+    Example: drainctl doctor --acl-user drainctl-cli
     """
     from drainctl import render
     from drainctl.doctor import examine
@@ -287,13 +319,26 @@ def doctor(opts: Options, acl_user: str | None) -> None:
 @click.argument("queues", nargs=-1, required=True)
 @click.option("--process-type", "-t", metavar="TYPE", help="Process type [env; default: worker].")
 @click.option("--name", metavar="NAME", help="RQ worker name [default: random].")
-@click.option("--max-jobs", type=click.IntRange(min=1), help="Retire (exit 0) after N jobs.")
 @click.option(
-    "--max-memory-mb", type=click.FloatRange(min=1), help="Retire when resident memory reaches MB."
+    "--max-jobs", type=click.IntRange(min=1), metavar="N", help="Retire (exit 0) after N jobs."
+)
+@click.option(
+    "--max-memory-mb",
+    type=click.FloatRange(min=1),
+    metavar="MB",
+    help="Retire when resident memory reaches MB.",
 )
 @seconds_option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
 @seconds_option("--margin", default=5.0, show_default=True, help="Seconds kept after the drain.")
-@click.option("--path", "paths", multiple=True, default=["."], help="Add to sys.path (jobs).")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    default=["."],
+    metavar="DIR",
+    show_default=True,
+    help="Add to sys.path (jobs).",
+)
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.pass_obj
 @handle_errors
@@ -310,7 +355,11 @@ def rq_worker(
     paths: tuple[str, ...],
     burst: bool,
 ) -> None:
-    """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install drainctl[rq])."""
+    """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install 'drainctl[rq]').
+
+    \b
+    Example (Procfile): worker: drainctl rq-worker high default --max-jobs 500
+    """
     from drainctl.adapters.base import WorkerOptions
 
     sys.path[:0] = [os.path.abspath(path) for path in paths]
@@ -324,6 +373,21 @@ def rq_worker(
         raise ConfigError(f"rq is not installed ({exc}): pip install 'drainctl[rq]'") from None
     options = WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin)
     serve(list(queues), options, name=name, burst=burst, verbose=opts.verbose)
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's shell completion).
+
+    \b
+    Example: eval "$(drainctl completion bash)"    # in ~/.bashrc
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the Choice above lists only shells click knows
+    click.echo(complete(main, {}, "drainctl", "_DRAINCTL_COMPLETE").source())
 
 
 # deploy, verify and hook live with the deploy package; importing registers them on ``main``.

@@ -9,8 +9,9 @@ that readers prune of ids whose document expired, so no one ever needs ``KEYS`` 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT
@@ -86,6 +87,17 @@ class Registered:
     read: bytes | None
 
 
+# How long an app counts as known after its last listener registered (listeners re-register
+# every few minutes while they run).
+APPS_TTL = 86400
+
+
+def known_apps(client: redis.Redis) -> list[str]:
+    """Apps whose listeners registered on this Redis within ``APPS_TTL``, sorted."""
+    names = client.zrange(Keys("").apps, time.time() - APPS_TTL, "+inf", byscore=True)
+    return sorted(_text(name) for name in cast(list[bytes], names))
+
+
 class Registry:
     """Reads and writes the live-instance registry of one app."""
 
@@ -106,6 +118,8 @@ class Registry:
         pipe.expire(self.keys.instances, INDEX_TTL)
         if read is not None:
             pipe.get(read)
+        pipe.zadd(self.keys.apps, {self.keys.app: time.time()})
+        pipe.expire(self.keys.apps, APPS_TTL)
         results = pipe.execute()
         return Registered(results[3] if read is not None else None)
 
