@@ -107,37 +107,35 @@ def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
 
 
 @main.command()
+@click.option("--watch", "-w", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@seconds_option(
+    "--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch."
+)
 @click.pass_obj
 @handle_errors
-def status(opts: Options) -> None:
-    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat.
+def status(opts: Options, watch: bool, interval: float) -> None:
+    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat, last
+    error; and the deploy in progress.
 
-    With a secret, a heartbeat not signed with it shows as UNVERIFIED.
+    With a secret, a heartbeat not signed with it shows as UNVERIFIED. With --json, one array
+    (with --watch: one object per line, with the deploy).
 
     \b
     Example: drainctl status --watch
     """
     from drainctl import render
-    from drainctl.connection import translate_outage
-    from drainctl.deploy.lock import read_holder, server_now
-    from drainctl.signing import Signer
+    from drainctl.status import StatusReader
 
-    client = opts.client()
-    records = client.live(unverified=True)
-    if not records:
-        client.require_known_app()
-    with translate_outage(client.settings):
-        holder = read_holder(client.client, client.app, Signer.from_settings(client.settings))
-        now = server_now(client.client)
-    if opts.json:
-        render.emit_json([record.as_dict() for record in records])
-        return
-    if holder is not None:
-        click.echo(f"deploy in progress: {holder.describe(now)}")
-    if records:
-        render.status_table(records)
+    reader = StatusReader(opts.client())
+    snapshot = reader.read()
+    if not snapshot.records:
+        reader.client.require_known_app()
+    if watch:
+        render.watch_status(reader.read, snapshot, interval, as_json=opts.json)
+    elif opts.json:
+        render.emit_json([record.as_dict() for record in snapshot.records])
     else:
-        click.echo("no live instances")
+        render.status_table(snapshot)
 
 
 def _command(
