@@ -34,6 +34,8 @@ class DeployOptions:
     fence_ttl: float = DEFAULT_FENCE_TTL
     # Seconds to wait for another deploy's lock before giving up (exit 7).
     wait_lock: float = 0.0
+    # Push even when no instance is there to drain (a first deploy); else that is an error.
+    allow_empty: bool = False
 
     @property
     def ack_wait(self) -> float:

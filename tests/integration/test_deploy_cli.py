@@ -36,9 +36,27 @@ def test_unknown_remote_exits_2(settings: Settings, tmp_path: Path) -> None:
     done = deploy(settings, tmp_path, "--remote", "nowhere")
     assert done.returncode == 2
     assert "unknown git remote 'nowhere'" in done.stderr
-    pushed = deploy(settings, tmp_path, "--push-cmd", "exit 9", "--json")
+    pushed = deploy(settings, tmp_path, "--push-cmd", "exit 9", "--json", "--allow-empty")
     assert pushed.returncode == 4
     assert "'exit 9' exited with 9" in pushed.stderr
+
+
+def test_nothing_to_drain_asks_for_allow_empty(settings: Settings, tmp_path: Path) -> None:
+    """No live instance of the types to drain: exit 2 saying so, nothing pushed; with
+    --allow-empty the push happens."""
+    git_work_tree(tmp_path)
+    done = deploy(settings, tmp_path, "-t", "worker", "--push-cmd", "touch pushed")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"drainctl: nothing to drain: no live worker instance of {settings.app}; "
+        "pass --allow-empty to push anyway"
+    )
+    assert not (tmp_path / "pushed").exists()
+    done = deploy(
+        settings, tmp_path, "-t", "worker", "--push-cmd", "touch pushed", "--allow-empty",
+        "--verify-timeout", "0",
+    )  # fmt: skip
+    assert (tmp_path / "pushed").exists()
 
 
 def test_a_held_lock_exits_7_after_wait_lock(settings: Settings, tmp_path: Path) -> None:
