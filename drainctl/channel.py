@@ -69,6 +69,23 @@ class Outcome:
         return not self.missing and not self.failed
 
 
+def own_latencies(batch: list[Reply], arrived: float) -> dict[str, float]:
+    """Each reply's own round trip, from a batch read at once ``arrived`` seconds after sending.
+
+    Replies queued while the requester was not reading arrive together; their ``replied_at``
+    stamps (Redis server clock, ping only) say how much earlier than the batch's last one each
+    was written, so the batch's arrival is moved back by that much for each.
+    """
+    stamps = [r.data.get("replied_at") for r in batch]
+    if len(batch) < 2 or not all(isinstance(t, (int, float)) for t in stamps):
+        return {r.instance_id: arrived for r in batch}
+    last = max(cast(list[float], stamps))
+    return {
+        r.instance_id: max(0.0, arrived - (last - float(stamp)))
+        for r, stamp in zip(batch, cast(list[float], stamps), strict=True)
+    }
+
+
 class ControlClient:
     """The requester side, used by the CLI and the deploy orchestrator."""
 
@@ -188,12 +205,14 @@ class ControlClient:
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
             raws = self._pop_replies(line, request.reply_to, pending, wait)
-            now = time.monotonic()
+            arrived = time.monotonic() - started
+            batch = []
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)
                 if reply is not None and reply.instance_id not in replies:
                     replies[reply.instance_id] = reply
-                    outcome.latency[reply.instance_id] = now - started
+                    batch.append(reply)
+            outcome.latency.update(own_latencies(batch, arrived))
         outcome.replies = list(replies.values())
 
     def _pop_replies(self, line: Line, key: str, wanted: int, timeout: float) -> list[bytes]:

@@ -199,7 +199,7 @@ def targeting(func: F) -> F:
 def ping(
     opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
 ) -> None:
-    """Round-trip time to each instance.
+    """Round-trip time to each instance: its own, even when replies are read together.
 
     \b
     Example: drainctl ping -t worker

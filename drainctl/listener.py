@@ -113,7 +113,7 @@ class ControlListener:
         self._threads: list[threading.Thread] = []
         self._process = psutil.Process()
         self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
-            Command.PING: lambda request: {},
+            Command.PING: lambda request: {"replied_at": self.clock.now()},
             Command.STATUS: lambda request: self.heartbeat_doc(),
             Command.RESUME: self._resume_request,
         }
