@@ -136,8 +136,8 @@ class DrainableWorker(Worker):
     def register_birth(self) -> None:
         """RQ's registration, plus our drainctl instance id, by which peers know we are gone."""
         super().register_birth()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
-        assert self.listener is not None
-        self.connection.hset(self.key, INSTANCE_FIELD, self.listener.identity.instance_id)
+        if self.listener is not None:  # None when called outside work(), as RQ's tests do
+            self.connection.hset(self.key, INSTANCE_FIELD, self.listener.identity.instance_id)
 
     def _start_rescuer(self, listener: ControlListener) -> None:
         wanted = self.requeue_abandoned

@@ -1,10 +1,10 @@
 """What RQ records on a warm shutdown, recorded by ``DrainableWorker`` on SIGTERM too.
 
-RQ's own SIGTERM handler sets ``_stop_requested`` and ``_shutdown_requested_date`` and writes
-``shutdown_requested_date`` into the worker's hash, so monitoring (``rq info``, dashboards) sees
-the shutdown. The drainctl SIGTERM drain replaces that handler; this puts the bookkeeping back in
-front of it. What differs on purpose: a second SIGTERM does not force RQ's cold stop, the drain
-decides (the platform's SIGKILL ends it anyway).
+RQ's own SIGTERM handler sets ``_shutdown_requested_date`` and, when a job is running,
+``_stop_requested`` and ``shutdown_requested_date`` in the worker's hash, so monitoring (``rq
+info``, dashboards) sees the shutdown. The drainctl SIGTERM drain replaces that handler; this
+puts the bookkeeping back in front of it. What differs on purpose: a second SIGTERM does not
+force RQ's cold stop, the drain decides (the platform's SIGKILL ends it anyway).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from rq import Worker
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ def record_warm_shutdown_on_sigterm(worker: Worker, seen: threading.Event) -> No
     drain: Any = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        seen.set()
-        _note(worker)
+        if not seen.is_set():
+            seen.set()
+            _note(worker)
         if callable(drain):
             drain(signum, frame)
 
@@ -37,18 +39,21 @@ def record_warm_shutdown_on_sigterm(worker: Worker, seen: threading.Event) -> No
 
 
 def _note(worker: Worker) -> None:
-    if worker._stop_requested:
-        return
+    # As RQ's request_stop and _shutdown: the date always, the stop request (and the date in the
+    # worker's hash) only when a job is running; an idle worker just stops.
     worker._shutdown_requested_date = now()
-    worker._stop_requested = True
+    busy = worker.get_state() == WorkerStatus.BUSY
+    worker._stop_requested = worker._stop_requested or busy
     # Not from the handler itself: it may have interrupted a command holding the pool's lock.
     threading.Thread(
-        target=_record, args=(worker,), name="drainctl-rq-shutdown", daemon=True
+        target=_record, args=(worker, busy), name="drainctl-rq-shutdown", daemon=True
     ).start()
 
 
-def _record(worker: Worker) -> None:
+def _record(worker: Worker, busy: bool) -> None:
     worker.handle_warm_shutdown_request()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+    if not busy:
+        return
     try:
         worker.set_shutdown_requested_date()  # type: ignore[no-untyped-call]  # likewise
     except redis.RedisError as exc:
