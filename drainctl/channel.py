@@ -69,6 +69,10 @@ class Outcome:
         return not self.missing and not self.failed
 
 
+# How many known apps an "unknown app" error names.
+KNOWN_APPS_SHOWN = 10
+
+
 def own_latencies(batch: list[Reply], arrived: float) -> dict[str, float]:
     """Each reply's own round trip, from a batch read at once ``arrived`` seconds after sending.
 
@@ -122,9 +126,11 @@ class ControlClient:
         with translate_outage(self.settings):
             apps = known_apps(self.client)
         if self.app not in apps:
+            shown = ", ".join(apps[:KNOWN_APPS_SHOWN]) or "none"
+            more = len(apps) - KNOWN_APPS_SHOWN
             raise ConfigError(
                 f"unknown app {self.app!r}: no instance of it registered on this Redis in the "
-                f"last day; known apps: {', '.join(apps) or 'none'}"
+                f"last day; known apps: {shown}" + (f" and {more} more" if more > 0 else "")
             )
 
     def _trusted(self, records: list[InstanceRecord]) -> list[InstanceRecord]:

@@ -128,7 +128,7 @@ def status(opts: Options, watch: bool, interval: float) -> None:
 
     reader = StatusReader(opts.client())
     snapshot = reader.read()
-    if not snapshot.records:
+    if not snapshot.records and snapshot.deploy is None:
         reader.client.require_known_app()
     if watch:
         render.watch_status(reader.read, snapshot, interval, as_json=opts.json)
