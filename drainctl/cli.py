@@ -217,7 +217,9 @@ def ping(
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
 )
-@seconds_option("--timeout", help="Seconds to wait for acknowledgements [default: deadline + 5].")
+@seconds_option(
+    "--timeout", show_default="deadline + 5", help="Seconds to wait for acknowledgements."
+)
 @click.pass_obj
 @handle_errors
 def drain(
@@ -289,7 +291,12 @@ def resume(
 
 
 @main.command()
-@click.option("--acl-user", metavar="NAME", help="Check this ACL user's rights [the URL's user].")
+@click.option(
+    "--acl-user",
+    metavar="NAME",
+    show_default="the URL's user",
+    help="Check this ACL user's rights.",
+)
 @click.pass_obj
 @handle_errors
 def doctor(opts: Options, acl_user: str | None) -> None:
@@ -315,8 +322,14 @@ def doctor(opts: Options, acl_user: str | None) -> None:
 
 @main.command("rq-worker")
 @click.argument("queues", nargs=-1, required=True)
-@click.option("--process-type", "-t", metavar="TYPE", help="Process type [env; default: worker].")
-@click.option("--name", metavar="NAME", help="RQ worker name [default: random].")
+@click.option(
+    "--process-type",
+    "-t",
+    metavar="TYPE",
+    show_default="worker",
+    help="Process type [env DRAINCTL_PROCESS_TYPE].",
+)
+@click.option("--name", metavar="NAME", show_default="random", help="RQ worker name.")
 @click.option(
     "--max-jobs", type=click.IntRange(min=1), metavar="N", help="Retire (exit 0) after N jobs."
 )

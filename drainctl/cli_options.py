@@ -163,15 +163,16 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         ("--redis-url", "redis_url"),
         {
             "metavar": "URL",
-            "help": "Redis to talk through [env DRAINCTL_REDIS_URL, then REDIS_URL; "
-            "default: redis://localhost:6379/0].",
+            "show_default": "redis://localhost:6379/0",
+            "help": "Redis to talk through [env DRAINCTL_REDIS_URL, then REDIS_URL].",
         },
     ),
     (
         ("--app", "app"),
         {
             "metavar": "NAME",
-            "help": "App name [env DRAINCTL_APP; default: the app of the heroku git remote].",
+            "show_default": "the heroku git remote's",
+            "help": "App name [env DRAINCTL_APP].",
         },
     ),
     (("--json", "json"), {"is_flag": True, "default": None, "help": "Machine-readable output."}),
