@@ -106,6 +106,7 @@ def _status_renderable(snapshot: Snapshot, *, clock: bool = False) -> Any:
 
 def _status_grid(records: list[InstanceRecord]) -> Any:
     checked = any(r.verified is not None for r in records)
+    details = any("lease" in r.doc or "command" in r.doc for r in records)
     rows = [
         [
             r.process_type,
@@ -117,12 +118,14 @@ def _status_grid(records: list[InstanceRecord]) -> Any:
             f"{r.doc.get('memory_mb', '-')} MB",
             f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
             _last_error(r.doc.get("last_error")),
+            *([detail_cell(r.doc)] if details else []),
             *([_signature(r)] if checked else []),
         ]
         for r in records
     ]
     headers = ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"]
-    return _build_table([*headers, "last error"] + (["signature"] if checked else []), rows)
+    headers += ["last error"] + (["detail"] if details else [])
+    return _build_table(headers + (["signature"] if checked else []), rows)
 
 
 def _last_error(value: object) -> str:
@@ -131,6 +134,19 @@ def _last_error(value: object) -> str:
         return "-"
     text = f"{value.get('type', '?')}: {value.get('message', '')}"
     return text if len(text) <= LAST_ERROR_CHARS else text[: LAST_ERROR_CHARS - 3] + "..."
+
+
+def detail_cell(doc: dict[str, Any]) -> str:
+    """A clock's (APScheduler or Celery beat) lease standing, token and next due run; a one-off's
+    command and run time; "-" for others."""
+    if "command" in doc:
+        return f"{doc.get('command')} ({doc.get('run_s')}s)"
+    if "lease" not in doc:
+        return "-"
+    token = doc.get("fencing_token")
+    cell = str(doc.get("lease")) + (f" token {token}" if token is not None else "")
+    next_due = doc.get("next_due")
+    return cell + (f" next {next_due}" if next_due else "")
 
 
 def _signature(record: InstanceRecord) -> str:
