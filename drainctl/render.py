@@ -107,6 +107,8 @@ def _status_renderable(snapshot: Snapshot, *, clock: bool = False) -> Any:
 def _status_grid(records: list[InstanceRecord]) -> Any:
     checked = any(r.verified is not None for r in records)
     details = any("lease" in r.doc or "command" in r.doc for r in records)
+    # Columns only some instances fill are shown when one does: piped tables stay narrow.
+    errors = any(r.doc.get("last_error") for r in records)
     rows = [
         [
             r.process_type,
@@ -117,14 +119,14 @@ def _status_grid(records: list[InstanceRecord]) -> Any:
             str(r.doc.get("in_flight", "-")),
             f"{r.doc.get('memory_mb', '-')} MB",
             f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
-            _last_error(r.doc.get("last_error")),
+            *([_last_error(r.doc.get("last_error"))] if errors else []),
             *([detail_cell(r.doc)] if details else []),
             *([_signature(r)] if checked else []),
         ]
         for r in records
     ]
     headers = ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"]
-    headers += ["last error"] + (["detail"] if details else [])
+    headers += (["last error"] if errors else []) + (["detail"] if details else [])
     return _build_table(headers + (["signature"] if checked else []), rows)
 
 
