@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from drainctl.adapters.apscheduler import ClockAdapter
     from drainctl.adapters.base import Adapter, DrainReport, NullAdapter, RunningJob
     from drainctl.adapters.jobs import Job, JobsAdapter
+    from drainctl.adapters.loop import LoopJob, LoopWorker
     from drainctl.adapters.reliable_queue import ReliableQueue
     from drainctl.channel import ControlClient, Outcome, Target
     from drainctl.config import Settings
@@ -41,6 +42,8 @@ _EXPORTS = {
     "RunningJob": "drainctl.adapters.base",
     "Job": "drainctl.adapters.jobs",
     "JobsAdapter": "drainctl.adapters.jobs",
+    "LoopJob": "drainctl.adapters.loop",
+    "LoopWorker": "drainctl.adapters.loop",
     "ReliableQueue": "drainctl.adapters.reliable_queue",
     "ControlClient": "drainctl.channel",
     "Outcome": "drainctl.channel",
@@ -76,6 +79,8 @@ __all__ = [
     "Identity",
     "Job",
     "JobsAdapter",
+    "LoopJob",
+    "LoopWorker",
     "NotAcknowledged",
     "NullAdapter",
     "Outcome",

@@ -22,9 +22,9 @@ from drainctl.connection import Line, RawCommand, ServerClock, connect, translat
 from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
-from drainctl.registry import InstanceRecord, Registry
+from drainctl.registry import InstanceRecord, Registry, known_apps
 from drainctl.signing import Signer, target_doc
-from drainctl.topology import Redirected, follows_failover
+from drainctl.topology import Redirected, follows_failover, on_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,27 @@ class Outcome:
         return not self.missing and not self.failed
 
 
+# How many known apps an "unknown app" error names.
+KNOWN_APPS_SHOWN = 10
+
+
+def own_latencies(batch: list[Reply], arrived: float) -> dict[str, float]:
+    """Each reply's own round trip, from a batch read at once ``arrived`` seconds after sending.
+
+    Replies queued while the requester was not reading arrive together; their ``replied_at``
+    stamps (Redis server clock, ping only) say how much earlier than the batch's last one each
+    was written, so the batch's arrival is moved back by that much for each.
+    """
+    stamps = [r.data.get("replied_at") for r in batch]
+    if len(batch) < 2 or not all(isinstance(t, (int, float)) for t in stamps):
+        return {r.instance_id: arrived for r in batch}
+    last = max(cast(list[float], stamps))
+    return {
+        r.instance_id: max(0.0, arrived - (last - float(stamp)))
+        for r, stamp in zip(batch, cast(list[float], stamps), strict=True)
+    }
+
+
 class ControlClient:
     """The requester side, used by the CLI and the deploy orchestrator."""
 
@@ -103,6 +124,21 @@ class ControlClient:
             records = self.registry.live(process_types)
         return records if unverified else self._trusted(records)
 
+    def require_known_app(self) -> None:
+        """ConfigError (exit 2) naming the known apps when no listener of ours ever registered:
+        a mistyped --app must not read as "no live instances". Not on a Cluster: no app index."""
+        if on_cluster(self.settings):
+            return
+        with translate_outage(self.settings):
+            apps = known_apps(self.client)
+        if self.app not in apps:
+            shown = ", ".join(apps[:KNOWN_APPS_SHOWN]) or "none"
+            more = len(apps) - KNOWN_APPS_SHOWN
+            raise ConfigError(
+                f"unknown app {self.app!r}: no instance of it registered on this Redis in the "
+                f"last day; known apps: {shown}" + (f" and {more} more" if more > 0 else "")
+            )
+
     def _trusted(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
         for record in records:
             if not record.trusted and record.instance_id not in self._doubted:
@@ -121,8 +157,12 @@ class ControlClient:
         target: Target | None = None,
         args: dict[str, Any] | None = None,
         timeout: float = 5.0,
+        not_awaited: frozenset[str] = frozenset(),
     ) -> Outcome:
-        """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies."""
+        """Deliver ``command`` to every targeted instance and wait up to ``timeout`` for replies.
+
+        Instances in ``not_awaited`` (known gone) get the request but are not waited for.
+        """
         if not (math.isfinite(timeout) and timeout >= 0):
             raise ConfigError(f"timeout must be a finite, non-negative number, got {timeout!r}")
         target = target or Target()
@@ -139,9 +179,10 @@ class ControlClient:
             )
             # An unverified entry got the request too (the same script delivers it), but only
             # instances that prove they hold the secret are waited for.
-            trusted = self._trusted(records)
+            trusted = [r for r in self._trusted(records) if r.instance_id not in not_awaited]
             if trusted:
-                self._gather(line, outcome, request, len(trusted), started)
+                awaited = {r.instance_id for r in trusted}
+                self._gather(line, outcome, request, awaited, started)
         answered = {r.instance_id for r in outcome.replies}
         outcome.missing = [r for r in trusted if r.instance_id not in answered]
         outcome.unverified = [r for r in records if not r.trusted]
@@ -165,18 +206,18 @@ class ControlClient:
         )
 
     def _gather(
-        self, line: Line, outcome: Outcome, request: Request, expected: int, started: float
+        self, line: Line, outcome: Outcome, request: Request, awaited: set[str], started: float
     ) -> None:
         deadline = started + request.expires_at - request.sent_at
         replies: dict[str, Reply] = {}
-        while len(replies) < expected:
+        while pending := len(awaited - replies.keys()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             # Never block longer than the socket's read timeout allows (see connect()).
             wait = min(remaining, self.settings.block_timeout)
             try:
-                raws = self._pop_replies(line, request.reply_to, expected - len(replies), wait)
+                raws = self._pop_replies(line, request.reply_to, pending, wait)
             except redis.ConnectionError as exc:
                 # Behind Sentinel or Cluster a dropped link is a failover or a moved slot: the
                 # next connection finds the new master, where the replies land. A single server
@@ -186,12 +227,14 @@ class ControlClient:
                 logger.warning("lost the Redis master while waiting for replies (%s)", exc)
                 time.sleep(min(FAILOVER_PAUSE, max(remaining - 0.01, 0)))
                 continue
-            now = time.monotonic()
+            arrived = time.monotonic() - started
+            batch = []
             for raw in raws:
                 reply = self._decode_reply(raw, request.id)
                 if reply is not None and reply.instance_id not in replies:
                     replies[reply.instance_id] = reply
-                    outcome.latency[reply.instance_id] = now - started
+                    batch.append(reply)
+            outcome.latency.update(own_latencies(batch, arrived))
         outcome.replies = list(replies.values())
 
     def _pop_replies(self, line: Line, key: str, wanted: int, timeout: float) -> list[bytes]:

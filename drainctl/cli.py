@@ -6,20 +6,28 @@ Only click is imported at start-up; redis, rich and the library load inside each
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from drainctl.__about__ import __version__
+from drainctl.cli_options import (
+    F,
+    GlobalOptionsGroup,
+    Options,
+    global_options,
+    handle_errors,
+    help_width,
+    seconds_option,
+)
+
+# deploy/commands.py builds its commands from these too.
+__all__ = ["Options", "handle_errors", "main", "seconds_option"]
 
 if TYPE_CHECKING:
     from drainctl.channel import ControlClient, Outcome
-    from drainctl.config import Settings
     from drainctl.protocol import Command
 
 EXIT_CODES_HELP = """\b
@@ -33,107 +41,6 @@ Exit codes:
   7  another deploy of the app is in progress (the deploy lock)
   130, 143  interrupted by Ctrl-C (SIGINT), by SIGTERM
 """
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """Option callback: a finite, non-negative number of seconds (``type=float`` takes nan, inf)."""
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise click.BadParameter(f"{value} is not a finite, non-negative number of seconds")
-    return value
-
-
-def seconds_option(*names: str, **kwargs: Any) -> Callable[[F], F]:
-    """``click.option`` for a number of seconds, checked by :func:`_seconds`."""
-    return click.option(*names, type=float, callback=_seconds, **kwargs)
-
-
-def _help_width() -> int:
-    """click's help width (the terminal's, at most 78), without the shutil import it makes for it.
-
-    shutil brings bz2, lzma and zlib along: about 2.5 ms of the ~60 ms ``drainctl --help`` takes.
-    """
-    try:
-        columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(1).columns
-    except (ValueError, OSError):
-        columns = 80
-    return max(min(columns, 80) - 2, 50)
-
-
-class Options:
-    """The global options, passed to every command (a plain class: dataclasses costs start-up)."""
-
-    def __init__(
-        self,
-        *,
-        redis_url: str | None,
-        app: str | None,
-        json: bool,
-        verbose: bool = False,
-        secret: str | None = None,
-        ssl_cert_reqs: str | None = None,
-        ssl_ca_certs: str | None = None,
-    ) -> None:
-        self.redis_url = redis_url
-        self.app = app
-        self.json = json
-        self.verbose = verbose
-        self.secret = secret
-        self.ssl_cert_reqs = ssl_cert_reqs
-        self.ssl_ca_certs = ssl_ca_certs
-        self.warned = False
-
-    def settings(self) -> Settings:
-        from drainctl.config import Settings, parse_secrets
-
-        settings = Settings.from_env(
-            redis_url=self.redis_url,
-            app=self.app,
-            secrets=parse_secrets(self.secret) if self.secret else None,
-            ssl_cert_reqs=self.ssl_cert_reqs,
-            ssl_ca_certs=self.ssl_ca_certs,
-        )
-        if not settings.secrets and not self.warned:
-            self.warned = True
-            click.echo(
-                "drainctl: warning: control messages are unauthenticated "
-                "(set DRAINCTL_SECRET or pass --secret)",
-                err=True,
-            )
-        return settings
-
-    def client(self) -> ControlClient:
-        from drainctl.channel import ControlClient
-
-        return ControlClient(self.settings())
-
-
-def handle_errors(func: F) -> F:
-    """Turn DrainctlError into one clear line on stderr and its exit code; an interrupt into
-    130 (Ctrl-C) or 143 (SIGTERM) instead of click's "Aborted!" and 1.
-
-    A redis-py error that escaped translation on its way up is translated here, so no command
-    ends in a traceback because of what Redis said.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from drainctl.errors import DrainctlError, interrupt_code
-
-        try:
-            return func(*args, **kwargs)
-        except DrainctlError as exc:
-            _fail(exc)
-        except KeyboardInterrupt as exc:
-            sys.exit(interrupt_code(exc))
-        except Exception as exc:
-            translated = _translated(exc)
-            if translated is None:
-                raise
-            _fail(translated)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -154,66 +61,24 @@ def _sigterm_interrupts(ctx: click.Context) -> None:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"drainctl: {exc}", err=True)
-    sys.exit(getattr(exc, "exit_code", 1))
-
-
-def _translated(exc: Exception) -> Exception | None:
-    """A redis-py error as the DrainctlError it stands for; None for anything else."""
-    redis = sys.modules.get("redis")
-    if redis is None or not isinstance(exc, redis.RedisError):
-        return None
-    from drainctl.errors import DrainctlError
-    from drainctl.redis_errors import translate
-
-    opts = click.get_current_context().find_object(Options)
-    try:
-        url = opts.settings().redis_url if opts is not None else "(unknown URL)"
-    except DrainctlError:
-        url = "(unknown URL)"
-    return translate(exc, url)
-
-
-@click.group(epilog=EXIT_CODES_HELP, context_settings={"terminal_width": _help_width()})
+@click.group(
+    cls=GlobalOptionsGroup,
+    epilog=EXIT_CODES_HELP,
+    context_settings={"terminal_width": help_width(), "help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="drainctl")
-@click.option(
-    "--redis-url",
-    metavar="URL",
-    help="Redis to talk through [env DRAINCTL_REDIS_URL, then REDIS_URL; "
-    "default redis://localhost:6379/0].",
-)
-@click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
-    "--secret",
-    metavar="S1[,S2]",
-    help="Shared secret(s) to sign control messages, signing with the first "
-    "[env DRAINCTL_SECRET, preferred: arguments are visible in ps].",
-)
-@click.option(
-    "--ssl-cert-reqs",
-    type=click.Choice(["none", "optional", "required"]),
-    help="TLS certificate check for rediss:// ('none' for Heroku's self-signed certificates) "
-    "[env DRAINCTL_SSL_CERT_REQS].",
-)
-@click.option(
-    "--ssl-ca-certs",
-    metavar="FILE",
-    help="CA file to verify the rediss:// server with [env DRAINCTL_SSL_CA_CERTS].",
-)
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging on stderr.")
+@global_options
 @click.pass_context
 def main(
     ctx: click.Context,
     *,
     redis_url: str | None,
     app: str | None,
-    as_json: bool,
+    json: bool | None,
     secret: str | None,
     ssl_cert_reqs: str | None,
     ssl_ca_certs: str | None,
-    verbose: bool,
+    verbose: bool | None,
 ) -> None:
     """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
     # Imported here, not at the top: `drainctl --help` never gets this far, and logging (with
@@ -229,7 +94,7 @@ def main(
     ctx.obj = Options(
         redis_url=redis_url,
         app=app,
-        json=as_json,
+        json=json,
         verbose=verbose,
         secret=secret,
         ssl_cert_reqs=ssl_cert_reqs,
@@ -242,32 +107,35 @@ def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
 
 
 @main.command()
+@click.option("--watch", "-w", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@seconds_option(
+    "--interval", default=2.0, show_default=True, help="Seconds between redraws with --watch."
+)
 @click.pass_obj
 @handle_errors
-def status(opts: Options) -> None:
-    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat.
+def status(opts: Options, watch: bool, interval: float) -> None:
+    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat, last
+    error; and the deploy in progress.
 
-    With a secret, a heartbeat not signed with it shows as UNVERIFIED.
+    With a secret, a heartbeat not signed with it shows as UNVERIFIED. With --json, one array
+    (with --watch: one object per line, with the deploy).
+
+    \b
+    Example: drainctl status --watch
     """
     from drainctl import render
-    from drainctl.connection import translate_outage
-    from drainctl.deploy.lock import read_holder, server_now
-    from drainctl.signing import Signer
+    from drainctl.status import StatusReader
 
-    client = opts.client()
-    records = client.live(unverified=True)
-    with translate_outage(client.settings):
-        holder = read_holder(client.client, client.app, Signer.from_settings(client.settings))
-        now = server_now(client.client)
-    if opts.json:
-        render.emit_json([record.as_dict() for record in records])
-        return
-    if holder is not None:
-        click.echo(f"deploy in progress: {holder.describe(now)}")
-    if records:
-        render.status_table(records)
+    reader = StatusReader(opts.client())
+    snapshot = reader.read()
+    if not snapshot.records and snapshot.deploy is None:
+        reader.client.require_known_app()
+    if watch:
+        render.watch_status(reader.read, snapshot, interval, as_json=opts.json)
+    elif opts.json:
+        render.emit_json([record.as_dict() for record in snapshot.records])
     else:
-        click.echo("no live instances")
+        render.status_table(snapshot)
 
 
 def _command(
@@ -285,7 +153,10 @@ def _command(
     from drainctl.errors import NotAcknowledged
 
     target = Target(instance_id=instance, process_types=_process_types(process_type))
-    outcome = opts.client().send(command, target=target, args=args, timeout=timeout)
+    client = opts.client()
+    outcome = client.send(command, target=target, args=args, timeout=timeout)
+    if not (outcome.replies or outcome.missing or outcome.unverified):
+        _nobody(client, instance)
     if opts.json:
         render.emit_json(render.outcome_dict(outcome))
     elif outcome.replies or outcome.missing:
@@ -297,6 +168,15 @@ def _command(
         parts += [f"{len(outcome.failed)} failed"] if outcome.failed else []
         raise NotAcknowledged(f"{command.value}: " + ", ".join(parts))
     return outcome
+
+
+def _nobody(client: ControlClient, instance: str | None) -> None:
+    """Nothing matched: a mistyped app or instance is an error (exit 2), an idle app is not."""
+    from drainctl.errors import ConfigError
+
+    client.require_known_app()
+    if instance:
+        raise ConfigError(f"no live instance matches --instance {instance!r}")
 
 
 def targeting(func: F) -> F:
@@ -319,7 +199,11 @@ def targeting(func: F) -> F:
 def ping(
     opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
 ) -> None:
-    """Round-trip time to each instance."""
+    """Round-trip time to each instance: its own, even when replies are read together.
+
+    \b
+    Example: drainctl ping -t worker
+    """
     from drainctl.protocol import Command
 
     _command(opts, Command.PING, process_type=process_type, instance=instance, timeout=timeout)
@@ -333,7 +217,9 @@ def ping(
     show_default=True,
     help="Seconds each instance may wait for its work in flight.",
 )
-@seconds_option("--timeout", help="Seconds to wait for acknowledgements [default: deadline + 5].")
+@seconds_option(
+    "--timeout", show_default="deadline + 5", help="Seconds to wait for acknowledgements."
+)
 @click.pass_obj
 @handle_errors
 def drain(
@@ -343,7 +229,11 @@ def drain(
     deadline: float,
     timeout: float | None,
 ) -> None:
-    """Stop new work and wait for every targeted instance to acknowledge its drain."""
+    """Stop new work and wait for every targeted instance to acknowledge its drain.
+
+    \b
+    Example: drainctl drain -t worker --deadline 25
+    """
     from drainctl.protocol import Command
 
     try:
@@ -390,14 +280,23 @@ def _interrupted_drain(opts: Options, process_type: tuple[str, ...], instance: s
 def resume(
     opts: Options, process_type: tuple[str, ...], instance: str | None, timeout: float
 ) -> None:
-    """Let drained instances take work again."""
+    """Let drained instances take work again.
+
+    \b
+    Example: drainctl resume -t worker
+    """
     from drainctl.protocol import Command
 
     _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)
 
 
 @main.command()
-@click.option("--acl-user", metavar="NAME", help="Check this ACL user's rights [the URL's user].")
+@click.option(
+    "--acl-user",
+    metavar="NAME",
+    show_default="the URL's user",
+    help="Check this ACL user's rights.",
+)
 @click.pass_obj
 @handle_errors
 def doctor(opts: Options, acl_user: str | None) -> None:
@@ -405,6 +304,9 @@ def doctor(opts: Options, acl_user: str | None) -> None:
 
     Redis version and commands, ACL rights, maxmemory-policy, TLS, the secret and whether live
     instances sign with it, clock skew, instances' release/commit metadata and versions.
+
+    \b
+    Example: drainctl doctor --acl-user drainctl-cli
     """
     from drainctl import render
     from drainctl.doctor import examine
@@ -420,15 +322,34 @@ def doctor(opts: Options, acl_user: str | None) -> None:
 
 @main.command("rq-worker")
 @click.argument("queues", nargs=-1, required=True)
-@click.option("--process-type", "-t", metavar="TYPE", help="Process type [env; default: worker].")
-@click.option("--name", metavar="NAME", help="RQ worker name [default: random].")
-@click.option("--max-jobs", type=click.IntRange(min=1), help="Retire (exit 0) after N jobs.")
 @click.option(
-    "--max-memory-mb", type=click.FloatRange(min=1), help="Retire when resident memory reaches MB."
+    "--process-type",
+    "-t",
+    metavar="TYPE",
+    show_default="worker",
+    help="Process type [env DRAINCTL_PROCESS_TYPE].",
+)
+@click.option("--name", metavar="NAME", show_default="random", help="RQ worker name.")
+@click.option(
+    "--max-jobs", type=click.IntRange(min=1), metavar="N", help="Retire (exit 0) after N jobs."
+)
+@click.option(
+    "--max-memory-mb",
+    type=click.FloatRange(min=1),
+    metavar="MB",
+    help="Retire when resident memory reaches MB.",
 )
 @seconds_option("--grace", default=30.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
 @seconds_option("--margin", default=5.0, show_default=True, help="Seconds kept after the drain.")
-@click.option("--path", "paths", multiple=True, default=["."], help="Add to sys.path (jobs).")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    default=["."],
+    metavar="DIR",
+    show_default=True,
+    help="Add to sys.path (jobs).",
+)
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.pass_obj
 @handle_errors
@@ -445,7 +366,11 @@ def rq_worker(
     paths: tuple[str, ...],
     burst: bool,
 ) -> None:
-    """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install drainctl[rq])."""
+    """Run a drainable RQ worker on QUEUES (needs the rq extra: pip install 'drainctl[rq]').
+
+    \b
+    Example (Procfile): worker: drainctl rq-worker high default --max-jobs 500
+    """
     from drainctl.adapters.base import WorkerOptions
 
     sys.path[:0] = [os.path.abspath(path) for path in paths]
@@ -459,6 +384,21 @@ def rq_worker(
         raise ConfigError(f"rq is not installed ({exc}): pip install 'drainctl[rq]'") from None
     options = WorkerOptions(settings, max_jobs, max_memory_mb, grace, margin)
     serve(list(queues), options, name=name, burst=burst, verbose=opts.verbose)
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's shell completion).
+
+    \b
+    Example: eval "$(drainctl completion bash)"    # in ~/.bashrc
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the Choice above lists only shells click knows
+    click.echo(complete(main, {}, "drainctl", "_DRAINCTL_COMPLETE").source())
 
 
 # deploy, verify and hook live with the deploy package, run with oneoff; importing registers them.

@@ -37,7 +37,7 @@ class Dispatcher:
         self.listener = listener
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
-            Command.PING: lambda request: {},
+            Command.PING: lambda request: {"replied_at": listener.clock.now()},
             Command.STATUS: lambda request: listener.heartbeat_doc(),
             Command.RESUME: self._resume_request,
         }

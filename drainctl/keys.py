@@ -27,6 +27,12 @@ class Keys:
         return f"{PREFIX}:{{{self.app}}}:"
 
     @property
+    def apps(self) -> str:
+        """Sorted set of app names by last registration (any app's listeners refresh it, with a
+        TTL), so the CLI can tell a mistyped --app without KEYS."""
+        return f"{PREFIX}:apps"
+
+    @property
     def instances(self) -> str:
         """Sorted set of instance ids (the registry index); refreshed with a TTL by listeners."""
         return f"{self.base}instances"

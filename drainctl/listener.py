@@ -38,6 +38,7 @@ from drainctl.lifecycle import Lifecycle
 from drainctl.protocol import Reply, Request, State
 from drainctl.registry import INDEX_REFRESH_EVERY, Registry
 from drainctl.signing import Gate, NonceStore, Signer
+from drainctl.topology import on_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,9 @@ class ControlListener:
             self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
         )
         signer = Signer.from_settings(self.settings)
-        self.registry = Registry(self.redis, self.identity.app, signer)
+        self.registry = Registry(
+            self.redis, self.identity.app, signer, index_apps=not on_cluster(self.settings)
+        )
         self.clock = ServerClock()
         self.deploy_fence = FenceGuard(
             self.keys, self.identity.release, self.identity.process_type, signer

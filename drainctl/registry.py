@@ -9,8 +9,9 @@ that readers prune of ids whose document expired, so no one ever needs ``KEYS`` 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.typing import EncodableT
@@ -86,12 +87,33 @@ class Registered:
     read: bytes | None
 
 
+# How long an app counts as known after its last listener registered (listeners re-register
+# every few minutes while they run).
+APPS_TTL = 86400
+
+
+def known_apps(client: redis.Redis) -> list[str]:
+    """Apps whose listeners registered on this Redis within ``APPS_TTL``, sorted."""
+    names = client.zrange(Keys("").apps, time.time() - APPS_TTL, "+inf", byscore=True)
+    return sorted(_text(name) for name in cast(list[bytes], names))
+
+
 class Registry:
     """Reads and writes the live-instance registry of one app."""
 
-    def __init__(self, client: redis.Redis, app: str, signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        app: str,
+        signer: Signer | None = None,
+        *,
+        index_apps: bool = True,
+    ) -> None:
         self.client = client
         self.keys = Keys(app)
+        # The app index is one key for every app: on a Cluster it lives in another slot, on
+        # another master than the app's own keys, so it is not kept there.
+        self.index_apps = index_apps
         # Listeners sign what they write with it; readers check what they read.
         self.signer = signer
         self.checker = Checker(signer)
@@ -106,6 +128,9 @@ class Registry:
         pipe.expire(self.keys.instances, INDEX_TTL)
         if read is not None:
             pipe.get(read)
+        if self.index_apps:
+            pipe.zadd(self.keys.apps, {self.keys.app: time.time()})
+            pipe.expire(self.keys.apps, APPS_TTL)
         results = pipe.execute()
         return Registered(results[3] if read is not None else None)
 

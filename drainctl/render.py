@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from drainctl.channel import Outcome
 from drainctl.registry import InstanceRecord
 
 if TYPE_CHECKING:
     from drainctl.doctor import Report
+    from drainctl.status import Snapshot
+
+# The width of the last error in the status table (the whole of it is in --json).
+LAST_ERROR_CHARS = 48
 
 
 def emit_json(value: Any) -> None:
@@ -42,11 +46,69 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def status_table(records: Iterable[InstanceRecord]) -> None:
-    """The live instances as a table; with a secret, whether each heartbeat is signed with it."""
-    records = list(records)
+def status_table(snapshot: Snapshot) -> None:
+    """The deploy in progress, then the live instances as a table (or "no live instances")."""
+    _console().print(_status_renderable(snapshot))
+
+
+def watch_status(
+    read: Callable[[], Snapshot], first: Snapshot, interval: float, *, as_json: bool
+) -> NoReturn:
+    """Redraw the status every ``interval`` seconds until interrupted: in place on a terminal,
+    a block per reading when piped, one JSON object per line with ``as_json``."""
+    snapshot = first
+    if as_json:
+        while True:
+            emit_json(_snapshot_dict(snapshot))
+            sys.stdout.flush()
+            time.sleep(interval)
+            snapshot = read()
+    console = _console()
+    if not console.is_terminal:
+        while True:
+            console.print(f"== {_clock(snapshot.at)}")
+            console.print(_status_renderable(snapshot))
+            sys.stdout.flush()
+            time.sleep(interval)
+            snapshot = read()
+    from rich.live import Live
+
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(_status_renderable(snapshot, clock=True), refresh=True)
+            time.sleep(interval)
+            snapshot = read()
+
+
+def _snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "at": snapshot.at,
+        "deploy": snapshot.deploy,
+        "instances": [record.as_dict() for record in snapshot.records],
+    }
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(at)) + " UTC"
+
+
+def _status_renderable(snapshot: Snapshot, *, clock: bool = False) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    lines: list[Any] = [Text(f"{_clock(snapshot.at)} (Ctrl-C to stop)")] if clock else []
+    if snapshot.deploy is not None:
+        lines.append(Text(f"deploy in progress: {snapshot.deploy}"))
+    if not snapshot.records:
+        return Group(*lines, Text("no live instances"))
+    return Group(*lines, _status_grid(snapshot.records))
+
+
+def _status_grid(records: list[InstanceRecord]) -> Any:
     checked = any(r.verified is not None for r in records)
     details = any("lease" in r.doc or "command" in r.doc for r in records)
+    # Columns only some instances fill are shown when one does: piped tables stay narrow.
+    errors = any(r.doc.get("last_error") for r in records)
     rows = [
         [
             r.process_type,
@@ -57,14 +119,23 @@ def status_table(records: Iterable[InstanceRecord]) -> None:
             str(r.doc.get("in_flight", "-")),
             f"{r.doc.get('memory_mb', '-')} MB",
             f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
+            *([_last_error(r.doc.get("last_error"))] if errors else []),
             *([detail_cell(r.doc)] if details else []),
             *([_signature(r)] if checked else []),
         ]
         for r in records
     ]
     headers = ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"]
-    headers += ["detail"] if details else []
-    _table(headers + (["signature"] if checked else []), rows)
+    headers += (["last error"] if errors else []) + (["detail"] if details else [])
+    return _build_table(headers + (["signature"] if checked else []), rows)
+
+
+def _last_error(value: object) -> str:
+    """``Type: message`` of the last failed job (cut short), or "-"."""
+    if not isinstance(value, dict):
+        return "-"
+    text = f"{value.get('type', '?')}: {value.get('message', '')}"
+    return text if len(text) <= LAST_ERROR_CHARS else text[: LAST_ERROR_CHARS - 3] + "..."
 
 
 def detail_cell(doc: dict[str, Any]) -> str:
@@ -162,7 +233,10 @@ def _summary(data: dict[str, Any]) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
+    _console().print(_build_table(headers, rows))
+
+
+def _build_table(headers: list[str], rows: list[list[str]]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
@@ -170,7 +244,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         # Text, not markup: a registry entry's "[/]" would make rich raise, "[red]" restyle.
         table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def _console() -> Any:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:
         console.width = 160  # piped or logged: wide rows beat wrapped cells
-    console.print(table)
+    return console

@@ -71,6 +71,11 @@ class Topology:
     url: str
 
 
+def on_cluster(settings: Settings) -> bool:
+    """Whether these settings talk to a Redis Cluster."""
+    return parse(settings.redis_url, settings.redis_cluster).kind == "cluster"
+
+
 def parse(url: str, cluster: bool = False) -> Topology:
     """The topology a URL names; ``cluster`` makes a plain URL a cluster's seed node."""
     scheme, _, rest = url.partition("://")

@@ -32,6 +32,7 @@ import logging
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from rq.job import JobStatus
 from drainctl.adapters.base import WorkerOptions
 from drainctl.adapters.jobs import Job, JobsAdapter
 from drainctl.adapters.rq_abandoned import INSTANCE_FIELD, AbandonedJobs, die_with_parent
+from drainctl.adapters.rq_shutdown import record_warm_shutdown_on_sigterm
 from drainctl.adapters.unblock import Interrupted, InterruptiblePop
 from drainctl.connection import tls_options, translate_outage
 from drainctl.listener import ControlListener
@@ -65,6 +67,11 @@ class _GatedRedis(redis.Redis):
 
     def blmove(self, *args: Any, **kwargs: Any) -> Any:
         return self.pops.call(lambda client: client.blmove(*args, **kwargs))
+
+
+def _accepting(jobs: weakref.ref[JobsAdapter]) -> bool:
+    adapter = jobs()
+    return adapter is not None and adapter.accepting
 
 
 class DrainableWorker(Worker):
@@ -92,12 +99,17 @@ class DrainableWorker(Worker):
             max_jobs=self.options.max_jobs,
             max_memory_mb=self.options.max_memory_mb,
         )
-        self.pops = InterruptiblePop(self.connection, lambda: self.jobs.accepting)
+        # The gate reaches the adapter through a weak reference, and the finalizer holds only the
+        # pops: so a worker dropped without work() is collected and its connections closed.
+        jobs = weakref.ref(self.jobs)
+        self.pops = InterruptiblePop(self.connection, lambda: _accepting(jobs))
+        weakref.finalize(self, self.pops.close)
         gated = _GatedRedis(connection_pool=self.connection.connection_pool)
         gated.pops = self.pops
         self.connection = gated
         self.listener: ControlListener | None = None
         self._sigterm_done: threading.Event | None = None
+        self._sigterm_seen = threading.Event()
         self._running: Job | None = None
         self._requeue_id: str | None = None
         self._requeued = False
@@ -115,7 +127,8 @@ class DrainableWorker(Worker):
             return bool(super().work(*args, **kwargs))
         finally:
             self._rescuing.clear()
-            if self._sigterm_done is not None and self.jobs.retired == SIGTERM_REASON:
+            # After a SIGTERM, RQ's loop may stop (_stop_requested) before the drain is done.
+            if self._sigterm_done is not None and self._sigterm_seen.is_set():
                 self._sigterm_done.wait(self.options.margin)
             self.listener.stop()
             self.pops.close()
@@ -123,8 +136,8 @@ class DrainableWorker(Worker):
     def register_birth(self) -> None:
         """RQ's registration, plus our drainctl instance id, by which peers know we are gone."""
         super().register_birth()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
-        assert self.listener is not None
-        self.connection.hset(self.key, INSTANCE_FIELD, self.listener.identity.instance_id)
+        if self.listener is not None:  # None when called outside work(), as RQ's tests do
+            self.connection.hset(self.key, INSTANCE_FIELD, self.listener.identity.instance_id)
 
     def _start_rescuer(self, listener: ControlListener) -> None:
         wanted = self.requeue_abandoned
@@ -171,6 +184,7 @@ class DrainableWorker(Worker):
             before_exit=[lambda report: self.jobs.retire(SIGTERM_REASON)],
             exit_process=False,
         )
+        record_warm_shutdown_on_sigterm(self, self._sigterm_seen)
 
     def setup_work_horse_signals(self) -> None:
         """The horse ignores SIGINT and SIGTERM: the worker decides when to stop it. It dies
@@ -194,6 +208,11 @@ class DrainableWorker(Worker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[RqJob, Queue] | None:
         """Wait while drained, dequeue while not; a job popped as a drain began goes back."""
+        if self.listener is None:  # called outside work(): no drain can come, keep no socket
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            finally:
+                self.pops.close()
         while True:
             self._wait_for_gate()
             try:

@@ -115,7 +115,8 @@ class InterruptiblePop:
         return False
 
     def close(self) -> None:
-        """Close both connections."""
+        """Close both connections (the next ``call`` opens a new one, with a new id)."""
+        self._client_id = None
         for client in (self.client, self._control):
             client.close()
             client.connection_pool.disconnect()

@@ -95,6 +95,7 @@ def verify_options(func: Any) -> Any:
     help="Seconds to wait while another deploy of the app holds the deploy lock [default: 0, "
     "exit 7 at once].",
 )
+@click.option("--allow-empty", is_flag=True, help="Push even with no instance to drain.")
 @click.pass_obj
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:

@@ -14,12 +14,13 @@ from typing import Any
 
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.connection import ServerClock, translate_outage
-from drainctl.deploy.plan import DeployOptions, Plan
+from drainctl.deploy.plan import DeployOptions, Plan, gone_reason
 from drainctl.deploy.progress import Reporter, Row
 from drainctl.deploy.result import DeployResult
 from drainctl.errors import DrainctlError, NotAcknowledged
 from drainctl.fence import Fence, FenceStore
 from drainctl.protocol import Command
+from drainctl.registry import InstanceRecord
 
 POLL = 0.2
 NEWCOMER_ROUNDS = 3
@@ -39,6 +40,7 @@ class Drainer:
         self.client, self.options, self.reporter = client, options, reporter
         self.fences, self.result = fences, result
         self.drained_ids: set[str] = set()
+        self.skipped: frozenset[str] = frozenset()
 
     def run(self, plan: Plan, deploy_id: str) -> None:
         """Fence the old release(s), drain every targeted instance, wait for every ack."""
@@ -47,10 +49,12 @@ class Drainer:
             f"deadline {self.options.drain_deadline:g}s, fenced releases "
             f"{', '.join(plan.releases) or 'none'}",
         )
+        self._skip_stale(plan)
         args = {
             "deadline": self.options.drain_deadline,
             "fences": self._set_fences(plan, deploy_id),
         }
+        self.skipped = frozenset(r.instance_id for r in plan.stale)
         outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
         for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
             newcomers = self._newcomers(plan, outcome)
@@ -67,6 +71,16 @@ class Drainer:
                 f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
                 "nothing was pushed and the app was resumed"
             )
+
+    def _skip_stale(self, plan: Plan) -> None:
+        """Say which instances are not waited for; they count as gone (the fence still holds
+        them if one comes back)."""
+        if not plan.stale:
+            return
+        labels = ", ".join(f"{r.label}: {gone_reason(r)}" for r in plan.stale)
+        self.reporter.note(f"not waiting for {len(plan.stale)} stale instance(s), gone: {labels}")
+        for record in plan.stale:
+            self.result.gone[record.process_type] = self.result.gone.get(record.process_type, 0) + 1
 
     def _set_fences(self, plan: Plan, deploy_id: str) -> list[dict[str, Any]]:
         clock = ServerClock()
@@ -97,7 +111,11 @@ class Drainer:
             try:
                 box.append(
                     self.client.send(
-                        Command.DRAIN, target=target, args=args, timeout=self.options.ack_wait
+                        Command.DRAIN,
+                        target=target,
+                        args=args,
+                        timeout=self.options.ack_wait,
+                        not_awaited=self.skipped,
                     )
                 )
             except BaseException as exc:  # re-raised in the calling thread
@@ -110,7 +128,7 @@ class Drainer:
             thread.join(POLL)
             with contextlib.suppress(DrainctlError):
                 self.reporter.rows(
-                    [Row.of_record(r) for r in self.client.live(frozenset(types) or None)]
+                    [self._row(r) for r in self.client.live(frozenset(types) or None)]
                 )
         if isinstance(box[0], BaseException):
             raise box[0]
@@ -121,8 +139,13 @@ class Drainer:
         )
         return outcome
 
+    def _row(self, record: InstanceRecord) -> Row:
+        row = Row.of_record(record)
+        return replace(row, state="gone") if record.instance_id in self.skipped else row
+
     def _newcomers(self, plan: Plan, outcome: Outcome) -> list[str]:
         known = {r.instance_id for r in outcome.replies} | {r.instance_id for r in outcome.missing}
+        known |= self.skipped
         return [
             r.instance_id
             for r in self.client.live(frozenset(plan.process_types))
@@ -139,7 +162,7 @@ class Drainer:
     def _note_drained(self, plan: Plan, outcome: Outcome) -> None:
         """Every instance this drain touched, and any of the targeted types now held drained
         (a restart that came up under the fence)."""
-        self.drained_ids |= {r.instance_id for r in plan.instances}
+        self.drained_ids |= {r.instance_id for r in plan.instances + plan.stale}
         self.drained_ids |= {r.instance_id for r in outcome.replies}
         self.drained_ids |= {r.instance_id for r in outcome.missing}
         with contextlib.suppress(DrainctlError):

@@ -69,6 +69,7 @@ def _drain(
         push_cmd="git push",
         drain_deadline=options["drain_deadline"],
         ack_timeout=options["ack_timeout"],
+        allow_empty=True,  # a hook must not block a push just because nothing runs yet
     )
     client = ControlClient(settings, sender="pre-push")
     deployment = Deployment(client, deploy_options, reporter, Path.cwd(), source="hook")

@@ -37,7 +37,7 @@ from drainctl.deploy.result import DeployResult
 from drainctl.deploy.signals import interrupt_on_sigterm
 from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec, watch
-from drainctl.errors import DrainctlError, VerifyFailed
+from drainctl.errors import ConfigError, DrainctlError, VerifyFailed
 from drainctl.fence import KEPT_FENCE_TTL, Fence, FenceStore
 from drainctl.signing import Signer
 
@@ -164,6 +164,11 @@ class Deployment:
             self.reporter.note(f"warning: no live {missing} instance to drain")
         if plan.instances and not plan.releases:
             self.reporter.note("warning: instances report no release: they cannot be fenced")
+        if not (plan.instances or plan.stale or self.options.allow_empty):
+            raise ConfigError(
+                f"nothing to drain: no live {' or '.join(plan.process_types) or 'drainable'} "
+                f"instance of {self.client.app}; pass --allow-empty to push anyway"
+            )
         return plan
 
     def drain(self, plan: Plan) -> None:

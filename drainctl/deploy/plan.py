@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ class DeployOptions:
     fence_ttl: float = DEFAULT_FENCE_TTL
     # Seconds to wait for another deploy's lock before giving up (exit 7).
     wait_lock: float = 0.0
+    # Push even when no instance is there to drain (a first deploy); else that is an error.
+    allow_empty: bool = False
 
     @property
     def ack_wait(self) -> float:
@@ -47,11 +51,14 @@ class Plan:
     process_types: tuple[str, ...]
     instances: tuple[InstanceRecord, ...]
     missing_types: tuple[str, ...]
+    # Targeted instances already known gone (stale beat, dead process): not waited for.
+    stale: tuple[InstanceRecord, ...] = ()
 
     @property
     def releases(self) -> tuple[str, ...]:
-        """The releases being replaced (each gets a fence); ``unknown`` cannot be fenced."""
-        found = {str(r.doc.get("release")) for r in self.instances}
+        """The releases being replaced (each gets a fence, stale instances' too: one that comes
+        back must stay drained); ``unknown`` cannot be fenced."""
+        found = {str(r.doc.get("release")) for r in self.instances + self.stale}
         return tuple(sorted(found - {UNKNOWN_RELEASE, "None"}))
 
     def counts(self) -> dict[str, int]:
@@ -84,15 +91,36 @@ def target_types(
     return tuple(sorted({r.process_type for r in live} - NOT_DRAINED))
 
 
+def gone_reason(record: InstanceRecord) -> str | None:
+    """Why an instance still listed is known to be gone, or None if it may answer.
+
+    Stale: no beat for two intervals (a SIGTERMed or SIGKILLed process whose entry has not
+    expired yet). Or its host is this machine and its pid no longer exists.
+    """
+    if record.stale:
+        return f"last beat {record.age:.0f}s ago"
+    pid = record.doc.get("pid")
+    if record.doc.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return f"process {pid} gone"
+        except OSError:  # it exists, owned by someone else
+            return None
+    return None
+
+
 def make_plan(commit: str, types: tuple[str, ...], live: list[InstanceRecord]) -> Plan:
-    """Pure: the plan from the pushed commit, the target types and the live instances."""
-    instances = tuple(r for r in live if r.process_type in types)
+    """The plan from the pushed commit, the target types and the live instances."""
+    targeted = [r for r in live if r.process_type in types]
+    instances = tuple(r for r in targeted if gone_reason(r) is None)
     present = {r.process_type for r in instances}
     return Plan(
         commit=commit,
         process_types=types,
         instances=instances,
         missing_types=tuple(t for t in types if t not in present),
+        stale=tuple(r for r in targeted if gone_reason(r) is not None),
     )
 
 

@@ -17,6 +17,8 @@ class DeployResult:
     commit: str = ""
     phases_s: dict[str, float] = field(default_factory=dict)
     drained: dict[str, int] = field(default_factory=dict)
+    # Stale instances skipped by the drain (known gone), per process type.
+    gone: dict[str, int] = field(default_factory=dict)
     jobs_finished: int = 0
     jobs_handed_back: int = 0
     verdict: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +49,7 @@ class DeployResult:
             "commit": self.commit,
             "phases_s": {k: round(v, 3) for k, v in self.phases_s.items()},
             "drained": self.drained,
+            "gone": self.gone,
             "jobs_finished": self.jobs_finished,
             "jobs_handed_back": self.jobs_handed_back,
             "verify": self.verdict,

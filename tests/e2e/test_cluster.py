@@ -14,10 +14,10 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from drainctl.clock.lease import Lease, Verdict
 from drainctl.config import Settings
 from drainctl.connection import connect
 from drainctl.keys import Keys
-from drainctl.lease import Lease, Verdict
 from tests.e2e.heroku import git_work_tree
 from tests.e2e.test_faults import SECRET, assert_each_job_once, drainctl
 from tests.host_app import HostProcess

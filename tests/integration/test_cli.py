@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from drainctl.adapters.jobs import JobsAdapter
-from drainctl.cli import _help_width, main
+from drainctl.cli import main
+from drainctl.cli_options import help_width
 from drainctl.config import Settings
 from tests.integration.conftest import StartListener
 from tests.integration.test_listener import run_job_in_thread
@@ -152,7 +153,7 @@ def test_help_lists_exit_codes_and_imports_no_framework():
 def test_help_width_is_clicks(monkeypatch: pytest.MonkeyPatch, columns: str, width: int):
     """The terminal's width less 2, between 50 and 78, as click computes it with shutil."""
     monkeypatch.setenv("COLUMNS", columns)
-    assert _help_width() == width
+    assert help_width() == width
 
 
 def test_version():

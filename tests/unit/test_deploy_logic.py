@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from drainctl.deploy.githook import (
     pre_commit_lines,
 )
 from drainctl.deploy.gitrepo import remote_ref
-from drainctl.deploy.plan import make_plan, read_procfile, target_types
+from drainctl.deploy.plan import gone_reason, make_plan, read_procfile, target_types
 from drainctl.deploy.push import last_segment
 from drainctl.deploy.verify import NewRelease, Observations, VerifySpec, decide
 from drainctl.registry import InstanceRecord
@@ -70,6 +73,31 @@ def test_plan_counts_missing_types_and_fenceable_releases() -> None:
     assert plan.counts() == {"clock": 0, "worker": 2}
     assert plan.missing_types == ("clock",)
     assert plan.releases == ("v1",)
+
+
+def test_plan_sets_aside_instances_known_gone() -> None:
+    """A stale beat, or a pid gone on this host, is not drained or counted, but still fenced."""
+    dead = _exited_pid()
+    live = [
+        record("1"),
+        record("2", stale=True, release="v0"),
+        record("3", host=socket.gethostname(), pid=dead),
+    ]
+    plan = make_plan(SHA, ("worker",), live)
+    assert [r.instance_id for r in plan.instances] == ["1"]
+    assert [r.instance_id for r in plan.stale] == ["2", "3"]
+    assert plan.counts() == {"worker": 1}
+    assert plan.releases == ("v0", "v1")
+    assert gone_reason(plan.stale[0]) == "last beat 3s ago"
+    assert gone_reason(plan.stale[1]) == f"process {dead} gone"
+    assert gone_reason(record("4", host=socket.gethostname(), pid=os.getpid())) is None
+
+
+def _exited_pid() -> int:
+    """The pid of a child that has exited and been reaped (not reused this quickly)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 # -- verify -------------------------------------------------------------------------------------

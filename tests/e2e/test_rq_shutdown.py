@@ -1,0 +1,41 @@
+"""A SIGTERMed DrainableWorker shows RQ's warm shutdown, as rq.Worker does, and exits 0."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Worker
+
+from drainctl.config import Settings
+from tests.workers import Harness, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Harness]:
+    """The test's app, with worker processes killed at the end."""
+    harness = Harness(settings, redis_client, tmp_path)
+    yield harness
+    harness.close()
+
+
+def test_sigterm_records_the_warm_shutdown_in_rq(harness: Harness) -> None:
+    """While the job in progress finishes, RQ's worker hash carries shutdown_requested_date
+    (what `rq info` and dashboards read); a second SIGTERM does not cut the job short; the
+    worker exits 0 and the job ran once."""
+    worker = harness.start("rq")
+    (job_id,) = harness.push("rq", [1.5])
+    wait_for(lambda: worker.doc()["in_flight"] >= 1, 10, "the job to start")
+    worker.signal(signal.SIGTERM)
+    rq_worker = next(w for w in Worker.all(connection=harness.redis) if w.pid == worker.pid)
+    date = wait_for(lambda: rq_worker.shutdown_requested_date, 10, "the shutdown date")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.log_text()
+    assert harness.runs() == {job_id: 1}
+    assert date.year >= 2025
+    assert "warm shut down requested" in worker.log_text()

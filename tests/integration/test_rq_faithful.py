@@ -1,0 +1,58 @@
+"""DrainableWorker behaves like rq.Worker where monitoring and resources are concerned."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+import redis
+from rq import Queue
+
+from drainctl.adapters.rq import DrainableWorker
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def named(redis_server: RedisServer, app: str) -> Iterator[redis.Redis]:
+    """A client whose connections (and the worker's dedicated ones, copied from it) carry a name
+    of this test's own: other tests' connections coming and going do not count."""
+    client = redis.Redis.from_url(redis_server.url, client_name=f"rqf-{app}")
+    yield client
+    client.close()
+
+
+def _clients(client: redis.Redis) -> int:
+    name = client.connection_pool.connection_kwargs["client_name"]
+    return sum(1 for entry in client.client_list() if entry.get("name") == name)
+
+
+def test_a_dequeue_outside_work_keeps_no_connection(named: redis.Redis, app: str) -> None:
+    """Called outside work() (as RQ's tests and tools do), a dequeue closes the interruptible
+    pop's connections when it returns; a job still comes out."""
+    queue = Queue(f"q-{app}", connection=named)
+    worker = DrainableWorker([queue], connection=named)
+    before = _clients(named)
+    try:
+        assert worker.dequeue_job_and_maintain_ttl(timeout=1, max_idle_time=1) is None
+        assert _clients(named) == before
+        job = queue.enqueue("builtins.print", "x")
+        result = worker.dequeue_job_and_maintain_ttl(timeout=1, max_idle_time=1)
+        assert result is not None
+        assert result[0].id == job.id
+        assert _clients(named) == before
+    finally:
+        queue.delete(delete_jobs=True)
+        for key in named.scan_iter(match=f"*q-{app}*"):
+            named.delete(key)
+
+
+def test_a_collected_worker_closes_its_pop_connections(named: redis.Redis, app: str) -> None:
+    """A worker dropped without work() (its pop connection open) closes it when collected."""
+    worker = DrainableWorker([f"q-{app}"], connection=named)
+    before = _clients(named)
+    worker.pops.call(lambda client: client.ping())  # opens the dedicated connection
+    assert _clients(named) > before
+    del worker
+    gc.collect()
+    assert _clients(named) == before
