@@ -130,6 +130,10 @@ class ControlListener:
         )
         if self._gate is None:
             logger.warning("no DRAINCTL_SECRET: control messages are unauthenticated")
+        # A release phase may await this release's verdict (deploy/ sits above the listener).
+        from drainctl.deploy.confirm import confirm_in_background
+
+        confirm_in_background(self.redis, self.settings, self.identity)  # never raises or blocks
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -7,6 +7,7 @@ when they run.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -69,32 +70,45 @@ def verify_options(func: Any) -> Any:
     return func
 
 
+def drain_options(func: Any) -> Any:
+    """Options shared by ``deploy`` and ``release-phase``: how to drain and fence."""
+    for option in reversed(
+        [
+            seconds_option(
+                "--drain-deadline",
+                default=25.0,
+                show_default=True,
+                help="Seconds each instance may wait for its work in flight.",
+            ),
+            seconds_option(
+                "--ack-timeout",
+                help="Seconds to wait for every acknowledgement [default: deadline + 5].",
+            ),
+            seconds_option(
+                "--fence-ttl",
+                default=900.0,
+                show_default=True,
+                help="Seconds after which the fence lifts itself if the deploy never returns "
+                "(release-phase: if the new release never starts).",
+            ),
+            seconds_option(
+                "--wait-lock",
+                default=0.0,
+                help="Seconds to wait while another deploy of the app holds the deploy lock "
+                "[default: 0, exit 7 at once].",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command()
 @verify_options
 @click.option("--remote", default="heroku", show_default=True, help="The git remote to push to.")
 @click.option("--ref", default="HEAD:main", show_default=True, help="What to push, as git push.")
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
-@seconds_option(
-    "--drain-deadline",
-    default=25.0,
-    show_default=True,
-    help="Seconds each instance may wait for its work in flight.",
-)
-@seconds_option(
-    "--ack-timeout", help="Seconds to wait for every acknowledgement [default: deadline + 5]."
-)
-@seconds_option(
-    "--fence-ttl",
-    default=900.0,
-    show_default=True,
-    help="Seconds after which the fence lifts itself if the deploy never returns.",
-)
-@seconds_option(
-    "--wait-lock",
-    default=0.0,
-    help="Seconds to wait while another deploy of the app holds the deploy lock [default: 0, "
-    "exit 7 at once].",
-)
+@drain_options
 @click.pass_obj
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
@@ -103,25 +117,65 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
 
     from drainctl.deploy.orchestrator import Deployment
     from drainctl.deploy.plan import DeployOptions
-    from drainctl.errors import DrainctlError, interrupt_code
 
     as_json = as_json or opts.json
     options["process_types"] = options.pop("process_type")
     reporter = _reporter(as_json)
     deployment = Deployment(_client(opts, app), DeployOptions(**options), reporter, Path.cwd())
+    _run_recorded(deployment, deployment.run, as_json, lambda: _after_interrupt(deployment))
+
+
+@main.command("release-phase")
+@verify_options
+@drain_options
+@click.pass_obj
+@handle_errors
+def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
+    """Drain the old release from the platform's release phase (Procfile `release:`).
+
+    Reads REDIS_URL, DRAINCTL_SECRET and the release being deployed (DRAINCTL_RELEASE, else
+    HEROKU_RELEASE_VERSION or HEROKU_SLUG_COMMIT) from the environment; exits non-zero (the
+    platform keeps the old release) after resuming everyone if a drain fails. The new release's
+    instances verify it and record the verdict: `drainctl history`.
+    """
+    from pathlib import Path
+
+    from drainctl.deploy import release_phase as phase
+    from drainctl.deploy.plan import DeployOptions
+
+    as_json = as_json or opts.json
+    options["process_types"] = options.pop("process_type")
+    reporter = _reporter(as_json)
+    deployment = phase.release_phase(
+        _client(opts, app), DeployOptions(**options), reporter, Path.cwd()
+    )
+    _run_recorded(
+        deployment,
+        lambda: phase.run(deployment),
+        as_json,
+        lambda: "the fence was lifted and the app resumed",
+    )
+
+
+def _run_recorded(
+    deployment: Any, run: Callable[[], Any], as_json: bool, after_interrupt: Callable[[], str]
+) -> None:
+    """Run a deploy entry point; record it in the history and print ``--json`` whatever happens."""
+    from drainctl.errors import DrainctlError, interrupt_code
+
     code, error = 0, None
     try:
-        deployment.run()
+        run()
     except KeyboardInterrupt as exc:
-        reporter.close()
+        deployment.reporter.close()
         code, error = interrupt_code(exc), "interrupted"
-        click.echo(f"drainctl: interrupted; {_after_interrupt(deployment)}", err=True)
+        click.echo(f"drainctl: interrupted; {after_interrupt()}", err=True)
         raise
     except DrainctlError as exc:
         code, error = exc.exit_code, str(exc)
         raise
     finally:
-        reporter.close()
+        deployment.reporter.close()
         if deployment.lock is not None:  # a deploy stopped at the lock is no deploy of its own
             deployment.record(code, error)
         deployment.result.exit_code, deployment.result.error = code, error

@@ -14,11 +14,13 @@ from typing import Any
 
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.connection import ServerClock, translate_outage
+from drainctl.deploy.lock import server_now
 from drainctl.deploy.plan import DeployOptions, Plan
 from drainctl.deploy.progress import Reporter, Row
 from drainctl.deploy.result import DeployResult
+from drainctl.deploy.undo import undo_hint
 from drainctl.errors import DrainctlError, NotAcknowledged
-from drainctl.fence import Fence, FenceStore
+from drainctl.fence import KEPT_FENCE_TTL, Fence, FenceStore
 from drainctl.protocol import Command
 
 POLL = 0.2
@@ -84,9 +86,9 @@ class Drainer:
             ]
             for fence in fences:
                 self.fences.set(fence, self.options.fence_ttl)
-            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
-            # fenced by an earlier deploy must not bring the new instances up drained.
-            self.fences.lift_any([plan.commit])
+            # Where the release is the commit (HEROKU_SLUG_COMMIT) or an image tag, rolling back
+            # to one fenced by an earlier deploy must not bring the new instances up drained.
+            self.fences.lift_any([name for name in (plan.commit, plan.release) if name])
         return [fence.as_arg() for fence in fences]
 
     def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
@@ -145,3 +147,34 @@ class Drainer:
         with contextlib.suppress(DrainctlError):
             live = self.client.live(frozenset(plan.process_types))
             self.drained_ids |= {r.instance_id for r in live if r.doc.get("state") == "drained"}
+
+
+def keep_fences(
+    client: ControlClient,
+    fences: FenceStore,
+    releases: tuple[str, ...],
+    deploy_id: str,
+    *,
+    types: tuple[str, ...],
+    drain_deadline: float,
+    reporter: Reporter,
+    ttl: float = KEPT_FENCE_TTL,
+) -> str | None:
+    """Extend this deploy's fences on ``releases`` to ``ttl`` (a day after a release: its zombies
+    never resume); the command that undoes them, if any. A fence found gone is written again."""
+    with translate_outage(client.settings):
+        now = server_now(client.client)
+        for release in releases:
+            if fences.keep(release, deploy_id, now, ttl):
+                continue
+            if fences.get(release) is not None:
+                reporter.note(f"warning: the fence on {release} is another deploy's")
+                continue
+            # Deleted or evicted mid-deploy: the instances holding it stay drained, but one that
+            # restarts would not know; write it again, and say so.
+            reporter.note(
+                f"warning: the fence on {release} vanished during the deploy (deleted, or "
+                "evicted: see `drainctl doctor`); written again"
+            )
+            fences.set(Fence(release, types, now + ttl, deploy_id, drain_deadline), ttl)
+    return undo_hint(client.app, releases) if releases else None

@@ -126,6 +126,25 @@ class DeployLock:
         self.lost = threading.Event()
         self._next_check = 0.0
 
+    @classmethod
+    def adopt(
+        cls, client: redis.Redis, app: str, mine: Holder, signer: Signer | None = None
+    ) -> DeployLock:
+        """Hold a lock handed over by the deploy ``mine.deploy_id`` (phase verify): taken back if
+        the hand-over expired meanwhile; already ``lost`` when another deploy holds it now."""
+        current = read_holder(client, app, signer)
+        if current is not None and current.deploy_id == mine.deploy_id:
+            mine = current
+        lock = cls(client, app, replace(mine, phase=VERIFY_PHASE), signer)
+        if current is not None:
+            lock.refresh()  # another deploy's already: lost, and the verify stops at once
+            return lock
+        try:
+            lock.acquire()
+        except DeployLocked:
+            lock.lost.set()
+        return lock
+
     def acquire(self, wait: float = 0.0) -> Holder | None:
         """Take the lock, waiting up to ``wait`` seconds; the background verify it took over
         from, if any. Raises DeployLocked naming the holder when it stays taken."""

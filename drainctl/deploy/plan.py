@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from drainctl.registry import InstanceRecord
 # release runs once per deploy.
 NOT_DRAINED = frozenset({"web", "release"})
 UNKNOWN_RELEASE = "unknown"
+_NUMBERED = re.compile(r"^v(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,21 @@ class DeployOptions:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """What a deploy brings: its commit, its Procfile, and its release name when known before it
+    runs (the release phase knows it; a push learns it from the new instances)."""
+
+    commit: str
+    procfile: Path
+    release: str | None = None
+
+
+# How an entry point learns what it deploys (git for deploy and the hook, the environment for the
+# release phase); called once the deploy options are known.
+IncomingSource = Callable[["DeployOptions", Path], Incoming]
+
+
+@dataclass(frozen=True)
 class Plan:
     """What the deploy will do, decided before anything is touched."""
 
@@ -47,6 +65,8 @@ class Plan:
     process_types: tuple[str, ...]
     instances: tuple[InstanceRecord, ...]
     missing_types: tuple[str, ...]
+    # The new release's name, when known beforehand (the release phase).
+    release: str | None = None
 
     @property
     def releases(self) -> tuple[str, ...]:
@@ -84,15 +104,33 @@ def target_types(
     return tuple(sorted({r.process_type for r in live} - NOT_DRAINED))
 
 
-def make_plan(commit: str, types: tuple[str, ...], live: list[InstanceRecord]) -> Plan:
-    """Pure: the plan from the pushed commit, the target types and the live instances."""
-    instances = tuple(r for r in live if r.process_type in types)
+def older_than(release: str, new: str) -> bool:
+    """Whether an instance of ``release`` is replaced by ``new``: ``v41`` by ``v42`` (and not by
+    ``v40``: a newer release may already run); releases without a number, any other one."""
+    numbered, newest = _NUMBERED.match(release), _NUMBERED.match(new)
+    if numbered and newest:
+        return int(numbered.group(1)) < int(newest.group(1))
+    return release != new
+
+
+def make_plan(
+    commit: str, types: tuple[str, ...], live: list[InstanceRecord], release: str | None = None
+) -> Plan:
+    """Pure: the plan from the incoming commit (and release, if known), the target types and the
+    live instances; with a release, only instances of older releases are drained."""
+    instances = tuple(
+        r
+        for r in live
+        if r.process_type in types
+        and (release is None or older_than(str(r.doc.get("release")), release))
+    )
     present = {r.process_type for r in instances}
     return Plan(
         commit=commit,
         process_types=types,
         instances=instances,
         missing_types=tuple(t for t in types if t not in present),
+        release=release,
     )
 
 
@@ -102,3 +140,9 @@ def local_commit(options: DeployOptions, cwd: Path | None = None) -> tuple[Path,
     if options.push_cmd is None:
         gitrepo.check_remote(options.remote, root)
     return root, gitrepo.resolve(options.ref, root)
+
+
+def from_git(options: DeployOptions, cwd: Path) -> Incoming:
+    """What ``deploy`` and the pre-push hook push: a commit of the work tree around ``cwd``."""
+    root, commit = local_commit(options, cwd)
+    return Incoming(commit=commit, procfile=root / "Procfile")
