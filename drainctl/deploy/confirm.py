@@ -200,6 +200,7 @@ class Confirmation:
             )  # fmt: skip
         except VerifyFailed as exc:
             error = str(exc)
+            logger.warning("release %s failed its verification: %s", self.awaiting.release, exc)
         if self.result.verdict.get("stopped"):
             self._record(
                 "superseded", 0, "a newer deploy took the deploy lock", self.result.verdict
@@ -263,7 +264,8 @@ class _LogReporter:
         logger.info("confirm %s: %s", name, text)
 
     def note(self, text: str) -> None:
-        logger.warning("confirm: %s", text)
+        level = logging.WARNING if text.startswith("warning") else logging.INFO
+        logger.log(level, "confirm: %s", text)
 
     def rows(self, rows: list[Row]) -> None:
         """Per-instance rows are for terminals."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.connection import ServerClock, translate_outage
 from drainctl.deploy.lock import server_now
-from drainctl.deploy.plan import DeployOptions, Plan
+from drainctl.deploy.plan import DeployOptions, Plan, older_than
 from drainctl.deploy.progress import Reporter, Row
 from drainctl.deploy.result import DeployResult
 from drainctl.deploy.undo import undo_hint
@@ -25,6 +26,8 @@ from drainctl.protocol import Command
 
 POLL = 0.2
 NEWCOMER_ROUNDS = 3
+# Drains sent at once when instances are addressed one by one.
+MAX_PARALLEL = 32
 
 
 class Drainer:
@@ -53,7 +56,7 @@ class Drainer:
             "deadline": self.options.drain_deadline,
             "fences": self._set_fences(plan, deploy_id),
         }
-        outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
+        outcome = self._drain_planned(plan, args)
         for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
             newcomers = self._newcomers(plan, outcome)
             if not newcomers:
@@ -65,9 +68,10 @@ class Drainer:
         self._account(outcome)
         self._note_drained(plan, outcome)
         if not outcome.ok:
+            undeployed = f"{plan.release} is not deployed" if plan.release else "nothing was pushed"
             raise NotAcknowledged(
                 f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
-                "nothing was pushed and the app was resumed"
+                f"{undeployed} and the app was resumed"
             )
 
     def _set_fences(self, plan: Plan, deploy_id: str) -> list[dict[str, Any]]:
@@ -90,6 +94,23 @@ class Drainer:
             # to one fenced by an earlier deploy must not bring the new instances up drained.
             self.fences.lift_any([name for name in (plan.commit, plan.release) if name])
         return [fence.as_arg() for fence in fences]
+
+    def _drain_planned(self, plan: Plan, args: dict[str, Any]) -> Outcome:
+        """One drain to the targeted types; by instance (at once) when some instance of those
+        types is not to be drained (the release phase: one of the new or a newer release)."""
+        by_type = Target(process_types=frozenset(plan.process_types))
+        planned = {r.instance_id for r in plan.instances}
+        live = self.client.live(frozenset(plan.process_types))
+        if all(r.instance_id in planned for r in live) or not planned:
+            return self._drain_watched(by_type, args)
+        targets = [Target(instance_id=instance_id) for instance_id in sorted(planned)]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(targets))) as pool:
+            outcomes = list(pool.map(lambda target: self._drain_watched(target, args), targets))
+        merged = Outcome(Command.DRAIN)
+        for each in outcomes:
+            merged.replies += each.replies
+            merged.missing += each.missing
+        return merged
 
     def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
         """Send the drain in a thread; meanwhile show heartbeat states as they change."""
@@ -128,7 +149,9 @@ class Drainer:
         return [
             r.instance_id
             for r in self.client.live(frozenset(plan.process_types))
-            if r.instance_id not in known and r.doc.get("state") != "drained"
+            if r.instance_id not in known
+            and r.doc.get("state") != "drained"
+            and (plan.release is None or older_than(str(r.doc.get("release")), plan.release))
         ]
 
     def _account(self, outcome: Outcome) -> None:
@@ -146,7 +169,12 @@ class Drainer:
         self.drained_ids |= {r.instance_id for r in outcome.missing}
         with contextlib.suppress(DrainctlError):
             live = self.client.live(frozenset(plan.process_types))
-            self.drained_ids |= {r.instance_id for r in live if r.doc.get("state") == "drained"}
+            self.drained_ids |= {
+                r.instance_id
+                for r in live
+                if r.doc.get("state") == "drained"
+                and (plan.release is None or older_than(str(r.doc.get("release")), plan.release))
+            }
 
 
 def keep_fences(
