@@ -13,7 +13,7 @@ from pathlib import Path
 
 from drainctl.channel import ControlClient
 from drainctl.connection import translate_outage
-from drainctl.deploy import confirm, history
+from drainctl.deploy import awaiting, confirm, history
 from drainctl.deploy.lock import DeployLock, Holder, read_holder, server_now
 from drainctl.deploy.orchestrator import verify_release
 from drainctl.deploy.plan import read_procfile, target_types
@@ -106,13 +106,13 @@ def _awaited(client: ControlClient, request: VerifyRequest) -> VerifyRequest:
     """The release phase's expected counts and drained instances, if it awaits ``release``."""
     with translate_outage(client.settings):
         signer = Signer.from_settings(client.settings)
-        awaiting = confirm.read(client.client, client.app, request.release or "", signer)
-    if awaiting is None or request.expect:
+        record = awaiting.read(client.client, client.app, request.release or "", signer)
+    if record is None or request.expect:
         return request
     return replace(
         request,
-        expect=dict(awaiting.expect),
-        drained=request.drained | frozenset(awaiting.drained),
+        expect=dict(record.expect),
+        drained=request.drained | frozenset(record.drained),
     )
 
 

@@ -1,23 +1,22 @@
 """The release phase's verdict, given by the new release itself.
 
 ``drainctl release-phase`` drains the old release and exits, and nobody is left at a terminal to
-verify. It leaves an :class:`Awaiting` record under ``Keys.deploy_awaiting(R)`` (signed with kind
-``awaiting`` when a secret is set; it expires with the fence, ``--fence-ttl``). Every listener
-calls :func:`confirm_in_background` once at start: one GET of that key for its own release, on a
-daemon thread, through the listener's own connection pool (no extra connection). The first
-instance to claim the deploy (``SET NX`` on ``Keys.deploy_confirm``) records in the history that
-the new release is up, holds the deploy lock the release phase handed over, runs the verification
-``drainctl deploy`` runs (:func:`verify_release`), keeps the old release's fences for a day once
-an instance of the new release was seen (its zombies never resume), and records the verdict.
-Nothing here raises into the host or blocks it.
-"""
+verify. It leaves an :class:`~drainctl.deploy.awaiting.Awaiting` record for the new release.
+Every listener calls :func:`confirm_in_background` once at start: one GET of that key for its own
+release, on a daemon thread, through the listener's own connection pool (no extra connection).
+The instance that claims the deploy (``SET NX`` on ``Keys.deploy_confirm``, refreshed while it
+works) records in the history that the new release is up, holds the deploy lock the release
+phase handed over, runs the verification ``drainctl deploy`` runs (:func:`verify_release`), keeps
+the old release's fences for a day once an instance of the new release was seen (its zombies
+never resume), records the verdict and deletes the record. The others check again every
+CLAIM_RETRY seconds while the record is there, so a claimer that dies (the first instance of a
+crash loop) is replaced. Nothing here raises into the host or blocks it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+import time
 from typing import Any
 
 import redis
@@ -25,14 +24,15 @@ import redis
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.deploy import history
+from drainctl.deploy.awaiting import Awaiting, read
 from drainctl.deploy.draining import keep_fences
 from drainctl.deploy.lock import DeployLock, Holder, server_now
 from drainctl.deploy.orchestrator import verify_release
 from drainctl.deploy.plan import UNKNOWN_RELEASE
 from drainctl.deploy.progress import Row
 from drainctl.deploy.result import FAILED, OK, DeployResult
-from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec
-from drainctl.errors import ProtocolError, Unauthenticated, VerifyFailed
+from drainctl.deploy.verify import Verdict
+from drainctl.errors import VerifyFailed
 from drainctl.fence import FenceStore
 from drainctl.identity import Identity
 from drainctl.keys import Keys
@@ -40,82 +40,11 @@ from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
-SIGNED_KIND = "awaiting"
 SOURCE = "app"
 UP = "up"
-# The claim outlives the longest verification by this much, should its instance die mid-way.
-CLAIM_SLACK = 60.0
-
-
-@dataclass(frozen=True)
-class Awaiting:
-    """A release phase's drained deploy: what the new release's instances must confirm."""
-
-    deploy_id: str
-    release: str
-    commit: str
-    from_releases: tuple[str, ...]
-    process_types: tuple[str, ...]
-    expect: dict[str, int]
-    drained: tuple[str, ...]
-    drain_deadline: float = 25.0
-    stable_for: float = 10.0
-    zombie_grace: float = 45.0
-    verify_timeout: float = 120.0
-    # Who ran the release phase (user@host of its dyno).
-    who: str = ""
-
-    def spec(self) -> VerifySpec:
-        """Success as ``drainctl deploy`` means it: the expected counts, stable and alone."""
-        return VerifySpec(
-            new=NewRelease(release=self.release, old_instances=frozenset(self.drained)),
-            required=dict(self.expect),
-            stable_for=self.stable_for,
-            zombie_grace=self.zombie_grace,
-            timeout=self.verify_timeout,
-        )
-
-    def encode(self, signer: Signer | None, now: float) -> str:
-        """JSON as stored; signed at ``now`` (Redis time) when a signer is given."""
-        body = asdict(self)
-        return json.dumps(body if signer is None else signer.sign(body, SIGNED_KIND, now))
-
-    @classmethod
-    def decode(cls, raw: bytes | str, signer: Signer | None) -> Awaiting:
-        """Parse a stored record; ProtocolError when malformed or (with a secret) unsigned."""
-        try:
-            body = json.loads(raw)
-            if signer is not None:
-                signer.authenticate(body, SIGNED_KIND)
-            names = cls.__dataclass_fields__
-            fields = {k: v for k, v in body.items() if k in names}
-            for name in ("from_releases", "process_types", "drained"):
-                fields[name] = tuple(str(item) for item in fields[name])
-            fields["expect"] = {str(k): int(v) for k, v in fields["expect"].items()}
-            return cls(**fields)
-        except Unauthenticated:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProtocolError(f"malformed awaiting-confirmation record: {exc}") from exc
-
-
-def publish(client: redis.Redis, app: str, awaiting: Awaiting, signer: Signer | None,
-            ttl: float) -> None:  # fmt: skip
-    """Leave the record for the new release's instances; it expires with the fence."""
-    body = awaiting.encode(signer, server_now(client))
-    client.set(Keys(app).deploy_awaiting(awaiting.release), body, px=round(ttl * 1000))
-
-
-def read(client: redis.Redis, app: str, release: str, signer: Signer | None) -> Awaiting | None:
-    """The release phase's record for ``release``, if one awaits (a forged one is ignored)."""
-    raw = client.get(Keys(app).deploy_awaiting(release))
-    if raw is None:
-        return None
-    try:
-        return Awaiting.decode(raw, signer)
-    except ProtocolError as exc:
-        logger.warning("ignoring the awaiting-confirmation record of %s: %s", release, exc)
-        return None
+CLAIM_TTL = 15.0
+# How often a claim is refreshed, and how often an instance that lost it checks again.
+CLAIM_RETRY = 5.0
 
 
 def confirm_in_background(client: redis.Redis, settings: Settings, identity: Identity) -> None:
@@ -141,20 +70,60 @@ def _confirm_quietly(client: redis.Redis, settings: Settings, identity: Identity
 
 
 def confirm(client: redis.Redis, settings: Settings, identity: Identity) -> Verdict | None:
-    """If a release phase awaits this instance's release and no other instance claimed it:
-    record that the release is up, verify it, keep the old fences, record the verdict."""
+    """While a release phase awaits this instance's release: claim it (or wait for the claim of
+    an instance that died to expire), record that the release is up, verify it, keep the old
+    fences, record the verdict."""
     signer = Signer.from_settings(settings)
-    awaiting = read(client, identity.app, identity.release, signer)
-    if awaiting is None:
-        return None
-    claim = Keys(identity.app).deploy_confirm(awaiting.deploy_id)
-    claim_ttl = awaiting.verify_timeout + awaiting.zombie_grace + CLAIM_SLACK
-    if not client.set(claim, identity.instance_id, nx=True, px=round(claim_ttl * 1000)):
-        return None
+    while True:
+        awaiting = read(client, identity.app, identity.release, signer)
+        if awaiting is None:  # none, or answered by another instance meanwhile
+            return None
+        key = Keys(identity.app).deploy_confirm(awaiting.deploy_id)
+        claim = Claim.take(client, key, identity.instance_id)
+        if claim is not None:
+            break
+        time.sleep(CLAIM_RETRY)
     try:
-        return Confirmation(client, settings.replace(app=identity.app), identity, awaiting).run()
+        confirmation = Confirmation(client, settings.replace(app=identity.app), identity, awaiting)
+        return confirmation.run(claim)
     finally:
-        client.delete(claim)
+        claim.release()
+
+
+# Compare-and-expire / compare-and-delete: a claim that lapsed is never touched again.
+_OWNED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+
+
+class Claim:
+    """Which instance confirms a deploy: short-lived and refreshed, so that if it dies (a crash
+    loop's first instance) another instance of the release takes over within CLAIM_TTL."""
+
+    def __init__(self, client: redis.Redis, key: str, me: str) -> None:
+        self.client, self.key, self.me = client, key, me
+        self._owned = client.register_script(_OWNED)
+        self._next = time.monotonic() + CLAIM_RETRY
+
+    @classmethod
+    def take(cls, client: redis.Redis, key: str, me: str) -> Claim | None:
+        """The claim, or None when another instance holds it."""
+        taken = client.set(key, me, nx=True, px=round(CLAIM_TTL * 1000))
+        return cls(client, key, me) if taken else None
+
+    def still_mine(self) -> bool:
+        """Extend the claim, at most every CLAIM_RETRY seconds; True even if it lapsed (this
+        instance goes on to its verdict, whoever took the claim over)."""
+        if time.monotonic() >= self._next:
+            self._next = time.monotonic() + CLAIM_RETRY
+            self._owned(keys=[self.key], args=[self.me, round(CLAIM_TTL * 1000)])
+        return True
+
+    def release(self) -> None:
+        """Delete the claim if still ours."""
+        self._owned(keys=[self.key], args=[self.me, 0])
 
 
 class Confirmation:
@@ -172,31 +141,29 @@ class Confirmation:
             to_releases=(awaiting.release,),
         )
 
-    def run(self) -> Verdict | None:
+    def run(self, claim: Claim) -> Verdict | None:
         """Up record, verification under the handed-over lock, fences kept, verdict record."""
         app, awaiting = self.control.app, self.awaiting
-        logger.warning(
-            "release %s is up: confirming deploy %s", awaiting.release, awaiting.deploy_id
-        )
+        logger.info("release %s is up: confirming deploy %s", awaiting.release, awaiting.deploy_id)
         self._record(UP, 0, None, {})
         holder = Holder(
             awaiting.deploy_id, self.who, awaiting.commit, server_now(self.control.client)
         )
         lock = DeployLock.adopt(self.control.client, app, holder, self.signer)
         try:
-            verdict = self._verify(lock)
+            verdict = self._verify(lock, claim)
         finally:
             lock.release()
-        if verdict is None or not verdict.stopped:
-            self.control.client.delete(Keys(app).deploy_awaiting(awaiting.release))
+        # Answered (or superseded by a newer deploy): no other instance takes it up again.
+        self.control.client.delete(Keys(app).deploy_awaiting(awaiting.release))
         return verdict
 
-    def _verify(self, lock: DeployLock) -> Verdict | None:
+    def _verify(self, lock: DeployLock, claim: Claim) -> Verdict | None:
         error, verdict = None, None
         try:
             verdict = verify_release(
                 self.control, self.awaiting.spec(), _LogReporter(), self.result,
-                stop=lambda: not lock.still_mine(),
+                stop=lambda: claim.still_mine() and not lock.still_mine(),
             )  # fmt: skip
         except VerifyFailed as exc:
             error = str(exc)

@@ -21,7 +21,7 @@ from pathlib import Path
 from drainctl.channel import ControlClient
 from drainctl.config import Settings
 from drainctl.connection import translate_outage
-from drainctl.deploy import confirm
+from drainctl.deploy import awaiting
 from drainctl.deploy.draining import keep_fences
 from drainctl.deploy.lock import Holder, read_holder, server_now
 from drainctl.deploy.orchestrator import Deployment
@@ -112,7 +112,7 @@ def _settle(deployment: Deployment, plan: Plan) -> None:
         reporter=deployment.reporter,
         ttl=options.fence_ttl,
     )
-    awaiting = confirm.Awaiting(
+    record = awaiting.Awaiting(
         deploy_id=deployment.deploy_id,
         release=release,
         commit=plan.commit,
@@ -127,7 +127,7 @@ def _settle(deployment: Deployment, plan: Plan) -> None:
         who=deployment.lock.holder.who if deployment.lock else Holder.me("", "", 0).who,
     )
     with translate_outage(client.settings):
-        confirm.publish(client.client, client.app, awaiting, deployment.signer, options.fence_ttl)
+        awaiting.publish(client.client, client.app, record, deployment.signer, options.fence_ttl)
     result.awaiting, result.to_releases = True, (release,)
     old = ", ".join(plan.releases) or "no fenced release"
     deployment.reporter.step(

@@ -28,7 +28,7 @@ def run_release_phase(layout: Layout, release: Release, out: TextIO) -> int:
     out.write(f"-----> Running release command for {release.name}: {command}\n")
     out.flush()
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", f"exec {command}"],
+        ["/bin/sh", "-c", command],
         cwd=release.path,
         env=release_env(layout, release),
         stdout=subprocess.PIPE,

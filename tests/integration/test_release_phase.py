@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from drainctl.config import Settings
-from drainctl.deploy import confirm, history
+from drainctl.deploy import awaiting, confirm, history
 from drainctl.keys import Keys
 from drainctl.listener import ControlListener
 from drainctl.protocol import State
@@ -171,10 +171,10 @@ def test_a_forged_awaiting_record_is_ignored(settings: Settings, redis_client: r
     """With a secret, an unsigned record (anyone with Redis access) starts no confirmation."""
     app = settings.app or ""
     signed = settings.replace(secrets=("s3cret",))
-    forged = confirm.Awaiting("forged", "v2", SHA, ("v1",), ("worker",), {"worker": 1}, ())
-    confirm.publish(redis_client, app, forged, None, 30)
+    forged = awaiting.Awaiting("forged", "v2", SHA, ("v1",), ("worker",), {"worker": 1}, ())
+    awaiting.publish(redis_client, app, forged, None, 30)
     try:
-        assert confirm.read(redis_client, app, "v2", Signer.from_settings(signed)) is None
+        assert awaiting.read(redis_client, app, "v2", Signer.from_settings(signed)) is None
         listener = ControlListener(settings=signed.replace(process_type="worker", release="v2"))
         assert confirm.confirm(listener.redis, listener.settings, listener.identity) is None
         listener.redis.close()
