@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -73,7 +74,11 @@ class Holder:
     @classmethod
     def me(cls, deploy_id: str, commit: str, started: float) -> Holder:
         """This process's user@host as the holder."""
-        return cls(deploy_id, f"{getpass.getuser()}@{socket.gethostname()}", commit, started)
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # a container's arbitrary uid: no USER, no passwd entry
+            user = f"uid{os.getuid()}"
+        return cls(deploy_id, f"{user}@{socket.gethostname()}", commit, started)
 
     def describe(self, now: float) -> str:
         """One line: ``deploy ID by user@host of COMMIT, started N s ago (phase)``."""
