@@ -52,9 +52,12 @@ def release_phase(
     client: ControlClient, options: DeployOptions, reporter: Reporter, cwd: Path
 ) -> Deployment:
     """The deploy engine set up for a release phase (run it with :func:`run`)."""
-    return Deployment(
+    deployment = Deployment(
         client, options, reporter, cwd, source=SOURCE, incoming=incoming_from(client.settings)
     )
+    # Known from the start: the history names it even when the release phase fails.
+    deployment.result.to_releases = (client.settings.release,)
+    return deployment
 
 
 def run(deployment: Deployment) -> DeployResult:
