@@ -47,14 +47,20 @@ CLAIM_TTL = 15.0
 CLAIM_RETRY = 5.0
 
 
-def confirm_in_background(client: redis.Redis, settings: Settings, identity: Identity) -> None:
-    """Called once by every listener at start: never raises, never blocks (a daemon thread)."""
+def confirm_in_background(
+    client: redis.Redis,
+    settings: Settings,
+    identity: Identity,
+    stopping: threading.Event | None = None,
+) -> None:
+    """Called once by every listener at start: never raises, never blocks (a daemon thread);
+    gives up when ``stopping`` is set (the listener stopped)."""
     if identity.release == UNKNOWN_RELEASE:
         return
     try:
         threading.Thread(
             target=_confirm_quietly,
-            args=(client, settings, identity),
+            args=(client, settings, identity, stopping or threading.Event()),
             name="drainctl-confirm",
             daemon=True,
         ).start()
@@ -62,19 +68,27 @@ def confirm_in_background(client: redis.Redis, settings: Settings, identity: Ide
         logger.exception("could not start the deploy confirmation")
 
 
-def _confirm_quietly(client: redis.Redis, settings: Settings, identity: Identity) -> None:
+def _confirm_quietly(
+    client: redis.Redis, settings: Settings, identity: Identity, stopping: threading.Event
+) -> None:
     try:
-        confirm(client, settings, identity)
+        confirm(client, settings, identity, stopping)
     except Exception as exc:  # an outage, the listener stopping: the verdict stays unrecorded
         logger.warning("the deploy confirmation of release %s stopped: %s", identity.release, exc)
 
 
-def confirm(client: redis.Redis, settings: Settings, identity: Identity) -> Verdict | None:
+def confirm(
+    client: redis.Redis,
+    settings: Settings,
+    identity: Identity,
+    stopping: threading.Event | None = None,
+) -> Verdict | None:
     """While a release phase awaits this instance's release: claim it (or wait for the claim of
     an instance that died to expire), record that the release is up, verify it, keep the old
-    fences, record the verdict."""
+    fences, record the verdict. None when there was nothing to do, or ``stopping`` was set."""
     signer = Signer.from_settings(settings)
-    while True:
+    stopping = stopping or threading.Event()
+    while not stopping.is_set():
         awaiting = read(client, identity.app, identity.release, signer)
         if awaiting is None:  # none, or answered by another instance meanwhile
             return None
@@ -82,10 +96,12 @@ def confirm(client: redis.Redis, settings: Settings, identity: Identity) -> Verd
         claim = Claim.take(client, key, identity.instance_id)
         if claim is not None:
             break
-        time.sleep(CLAIM_RETRY)
+        stopping.wait(CLAIM_RETRY)
+    else:
+        return None
     try:
         confirmation = Confirmation(client, settings.replace(app=identity.app), identity, awaiting)
-        return confirmation.run(claim)
+        return confirmation.run(claim, stopping)
     finally:
         claim.release()
 
@@ -141,7 +157,7 @@ class Confirmation:
             to_releases=(awaiting.release,),
         )
 
-    def run(self, claim: Claim) -> Verdict | None:
+    def run(self, claim: Claim, stopping: threading.Event) -> Verdict | None:
         """Up record, verification under the handed-over lock, fences kept, verdict record."""
         app, awaiting = self.control.app, self.awaiting
         logger.info("release %s is up: confirming deploy %s", awaiting.release, awaiting.deploy_id)
@@ -151,24 +167,28 @@ class Confirmation:
         )
         lock = DeployLock.adopt(self.control.client, app, holder, self.signer)
         try:
-            verdict = self._verify(lock, claim)
+            verdict = self._verify(lock, stopping, claim)
         finally:
             lock.release()
+        if stopping.is_set():  # the host is stopping: another instance takes it up
+            return None
         # Answered (or superseded by a newer deploy): no other instance takes it up again.
         self.control.client.delete(Keys(app).deploy_awaiting(awaiting.release))
         return verdict
 
-    def _verify(self, lock: DeployLock, claim: Claim) -> Verdict | None:
+    def _verify(self, lock: DeployLock, stopping: threading.Event, claim: Claim) -> Verdict | None:
         error, verdict = None, None
         try:
             verdict = verify_release(
                 self.control, self.awaiting.spec(), _LogReporter(), self.result,
-                stop=lambda: claim.still_mine() and not lock.still_mine(),
+                stop=lambda: not claim.still_mine() or stopping.is_set() or not lock.still_mine(),
             )  # fmt: skip
         except VerifyFailed as exc:
             error = str(exc)
             logger.warning("release %s failed its verification: %s", self.awaiting.release, exc)
         if self.result.verdict.get("stopped"):
+            if stopping.is_set():
+                return verdict
             self._record(
                 "superseded", 0, "a newer deploy took the deploy lock", self.result.verdict
             )
