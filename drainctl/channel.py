@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import redis
 
-from drainctl.config import Settings
+from drainctl.config import Settings, validate_name
 from drainctl.connection import Line, RawCommand, ServerClock, connect, translate_outage
 from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
@@ -39,6 +39,11 @@ class Target:
     instance_id: str | None = None
     process_types: frozenset[str] | None = None
 
+    def __post_init__(self) -> None:
+        # A type with a newline or a stray character matches no one: say so, do not drain no one.
+        for process_type in sorted(self.process_types or ()):
+            validate_name("process type", process_type)
+
 
 @dataclass
 class Outcome:
@@ -50,6 +55,8 @@ class Outcome:
     elapsed: float = 0.0
     # Seconds from sending until each instance's reply was read, by instance id.
     latency: dict[str, float] = field(default_factory=dict)
+    # Entries whose heartbeat failed the signature check: neither awaited nor counted.
+    unverified: list[InstanceRecord] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Reply]:
@@ -72,17 +79,36 @@ class ControlClient:
         self.app = settings.require_app()
         self.keys = Keys(self.app)
         self.client = client if client is not None else connect(settings, max_connections=4)
-        self.registry = Registry(self.client, self.app)
-        self.sender = sender
         self.signer = Signer.from_settings(settings)
+        self.registry = Registry(self.client, self.app, self.signer)
+        self.sender = sender
+        self._doubted: set[str] = set()
         self.clock: ServerClock | None = None
         # Whether the server has BLMPOP; learnt from the first refusal.
         self._multipop = True
 
-    def live(self, process_types: frozenset[str] | None = None) -> list[InstanceRecord]:
-        """The app's live instances, optionally of some process types only."""
+    def live(
+        self, process_types: frozenset[str] | None = None, *, unverified: bool = False
+    ) -> list[InstanceRecord]:
+        """The app's live instances, optionally of some process types only.
+
+        With a secret set, entries whose heartbeat fails the signature check are left out (with
+        a warning), so no plan or verify counts them; ``unverified=True`` keeps them, for status.
+        """
         with translate_outage(self.settings):
-            return self.registry.live(process_types)
+            records = self.registry.live(process_types)
+        return records if unverified else self._trusted(records)
+
+    def _trusted(self, records: list[InstanceRecord]) -> list[InstanceRecord]:
+        for record in records:
+            if not record.trusted and record.instance_id not in self._doubted:
+                self._doubted.add(record.instance_id)
+                logger.warning(
+                    "ignoring %s: its heartbeat is not signed with the secret (%s)",
+                    record.label,
+                    record.doubt,
+                )
+        return [r for r in records if r.trusted]
 
     def send(
         self,
@@ -107,10 +133,14 @@ class ControlClient:
                 inbox_ttl_ms=round(timeout * 1000),
                 line=line,
             )
-            if records:
-                self._gather(line, outcome, request, len(records), started)
+            # An unverified entry got the request too (the same script delivers it), but only
+            # instances that prove they hold the secret are waited for.
+            trusted = self._trusted(records)
+            if trusted:
+                self._gather(line, outcome, request, len(trusted), started)
         answered = {r.instance_id for r in outcome.replies}
-        outcome.missing = [r for r in records if r.instance_id not in answered]
+        outcome.missing = [r for r in trusted if r.instance_id not in answered]
+        outcome.unverified = [r for r in records if not r.trusted]
         outcome.elapsed = time.monotonic() - started
         return outcome
 

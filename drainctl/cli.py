@@ -11,7 +11,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -29,7 +29,7 @@ Exit codes:
   3  some instance did not acknowledge, or failed to drain
   4  the push failed
   5  verification of the new release failed
-  6  Redis unreachable
+  6  Redis unreachable, out of memory or not speaking Redis
   7  another deploy of the app is in progress (the deploy lock)
   130, 143  interrupted by Ctrl-C (SIGINT), by SIGTERM
 """
@@ -109,23 +109,13 @@ class Options:
         return ControlClient(self.settings())
 
 
-def _exit_codes() -> dict[type[Exception], int]:
-    from drainctl import errors
-
-    classes = (
-        errors.ConfigError,
-        errors.NotAcknowledged,
-        errors.PushFailed,
-        errors.VerifyFailed,
-        errors.RedisUnavailable,
-        errors.DeployLocked,
-    )
-    return {cls: cls.exit_code for cls in classes}
-
-
 def handle_errors(func: F) -> F:
     """Turn DrainctlError into one clear line on stderr and its exit code; an interrupt into
-    130 (Ctrl-C) or 143 (SIGTERM) instead of click's "Aborted!" and 1."""
+    130 (Ctrl-C) or 143 (SIGTERM) instead of click's "Aborted!" and 1.
+
+    A redis-py error that escaped translation on its way up is translated here, so no command
+    ends in a traceback because of what Redis said.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -134,10 +124,14 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DrainctlError as exc:
-            click.echo(f"drainctl: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(exc)
         except KeyboardInterrupt as exc:
             sys.exit(interrupt_code(exc))
+        except Exception as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            _fail(translated)
 
     return wrapper  # type: ignore[return-value]
 
@@ -158,6 +152,27 @@ def _sigterm_interrupts(ctx: click.Context) -> None:
         and threading.current_thread() is threading.main_thread()
     ):
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _fail(exc: Exception) -> NoReturn:
+    click.echo(f"drainctl: {exc}", err=True)
+    sys.exit(getattr(exc, "exit_code", 1))
+
+
+def _translated(exc: Exception) -> Exception | None:
+    """A redis-py error as the DrainctlError it stands for; None for anything else."""
+    redis = sys.modules.get("redis")
+    if redis is None or not isinstance(exc, redis.RedisError):
+        return None
+    from drainctl.errors import DrainctlError
+    from drainctl.redis_errors import translate
+
+    opts = click.get_current_context().find_object(Options)
+    try:
+        url = opts.settings().redis_url if opts is not None else "(unknown URL)"
+    except DrainctlError:
+        url = "(unknown URL)"
+    return translate(exc, url)
 
 
 @click.group(epilog=EXIT_CODES_HELP, context_settings={"terminal_width": _help_width()})
@@ -230,14 +245,17 @@ def _process_types(values: tuple[str, ...]) -> frozenset[str] | None:
 @click.pass_obj
 @handle_errors
 def status(opts: Options) -> None:
-    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat."""
+    """List live instances: type, dyno, release, state, jobs in flight, memory, last beat.
+
+    With a secret, a heartbeat not signed with it shows as UNVERIFIED.
+    """
     from drainctl import render
     from drainctl.connection import translate_outage
     from drainctl.deploy.lock import read_holder, server_now
     from drainctl.signing import Signer
 
     client = opts.client()
-    records = client.live()
+    records = client.live(unverified=True)
     with translate_outage(client.settings):
         holder = read_holder(client.client, client.app, Signer.from_settings(client.settings))
         now = server_now(client.client)
@@ -376,6 +394,28 @@ def resume(
     from drainctl.protocol import Command
 
     _command(opts, Command.RESUME, process_type=process_type, instance=instance, timeout=timeout)
+
+
+@main.command()
+@click.option("--acl-user", metavar="NAME", help="Check this ACL user's rights [the URL's user].")
+@click.pass_obj
+@handle_errors
+def doctor(opts: Options, acl_user: str | None) -> None:
+    """Check what a deploy relies on, one verdict per line; exit 1 if a check fails.
+
+    Redis version and commands, ACL rights, maxmemory-policy, TLS, the secret and whether live
+    instances sign with it, clock skew, instances' release/commit metadata and versions.
+    """
+    from drainctl import render
+    from drainctl.doctor import examine
+
+    report = examine(opts.settings(), acl_user)
+    if opts.json:
+        render.emit_json(report.as_dict())
+    else:
+        render.doctor_table(report)
+    if not report.ok:
+        sys.exit(1)
 
 
 @main.command("rq-worker")

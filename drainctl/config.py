@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from drainctl.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+# Matched in full: "$" alone would accept a trailing newline, and such an app would live in a
+# key space of its own, invisible to --app NAME.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 SSL_CERT_REQS = ("none", "optional", "required")
 # Query parameters of a Redis URL that carry credentials and must be masked like the password.
 _SECRET_PARAMS = frozenset({"password", "ssl_password"})
@@ -113,7 +115,7 @@ def parse_secrets(raw: str | Sequence[str]) -> tuple[str, ...]:
 
 def validate_name(what: str, value: str) -> str:
     """Names become part of Redis keys: letters, digits, '.', '_' and '-' only."""
-    if not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ConfigError(f"invalid {what} {value!r}: use letters, digits, '.', '_' or '-'")
     return value
 

@@ -24,13 +24,11 @@ from redis.retry import Retry
 from redis.typing import EncodableT
 
 from drainctl.config import Settings, mask_url
-from drainctl.errors import ConfigError, RedisUnavailable
+from drainctl.errors import ConfigError
+from drainctl.redis_errors import script_errors, translate
 
 logger = logging.getLogger(__name__)
 
-# Errors that mean "Redis is not there right now"; anything else from redis-py is a bug or a
-# misconfiguration and should surface as such.
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 # What a listener backs off from: outages plus any other server-side refusal (e.g. OOM, READONLY).
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
@@ -95,14 +93,15 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 @contextmanager
 def translate_outage(settings: Settings) -> Iterator[None]:
-    """Turn redis-py's connection errors into RedisUnavailable naming the (masked) URL."""
-    url = mask_url(settings.redis_url)
+    """Turn any redis-py (or socket) error into a DrainctlError naming the (masked) URL.
+
+    Outages, out of memory and a server that does not speak Redis become RedisUnavailable
+    (exit 6); a missing ACL permission or a database that does not exist, ConfigError (exit 2).
+    """
     try:
         yield
-    except redis.AuthenticationError as exc:  # a ConnectionError subclass: catch it first
-        raise RedisUnavailable(f"Redis at {url} refused the credentials: {exc}") from exc
-    except OUTAGE_ERRORS as exc:
-        raise RedisUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+    except REDIS_ERRORS as exc:
+        raise translate(exc, settings.redis_url) from exc
 
 
 # One command as sent to Redis: its name and arguments.
@@ -160,10 +159,11 @@ class Line:
         SCRIPT LOAD + EVALSHA as redis-py does (not EVAL), so the same ACL rules cover both.
         """
         evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            (result,) = self.call(evalsha)
-        except redis.exceptions.NoScriptError:
-            _, result = self.call(("SCRIPT", "LOAD", script.script), evalsha)
+        with script_errors(script):
+            try:
+                (result,) = self.call(evalsha)
+            except redis.exceptions.NoScriptError:
+                _, result = self.call(("SCRIPT", "LOAD", script.script), evalsha)
         return result
 
     def close(self) -> None:

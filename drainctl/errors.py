@@ -2,10 +2,10 @@
 
 ```
 DrainctlError
-├── ConfigError            bad settings or arguments            (CLI exit 2)
+├── ConfigError            bad settings or arguments; an ACL refusal, no such database (CLI exit 2)
 ├── ProtocolError          a control message that cannot be decoded
 │   └── Unauthenticated    unsigned, wrongly signed, expired or replayed
-├── RedisUnavailable       Redis cannot be reached               (CLI exit 6)
+├── RedisUnavailable       Redis unreachable, out of memory, not speaking Redis (CLI exit 6)
 ├── NotAcknowledged        some instance did not answer or failed (CLI exit 3)
 ├── PushFailed             the push command failed               (CLI exit 4)
 ├── VerifyFailed           the new release is not healthy        (CLI exit 5)
@@ -16,7 +16,7 @@ Each class carries its CLI ``exit_code``. Outside the tree, :class:`Terminated` 
 ``KeyboardInterrupt`` that SIGTERM raises in the CLI (exit 143; Ctrl-C exits 130).
 
 Lower-layer errors (redis-py, sockets, JSON) are translated where they cross into drainctl,
-with the original chained as ``__cause__``.
+with the original chained as ``__cause__`` (for redis-py: ``drainctl.redis_errors``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class Unauthenticated(ProtocolError):
 
 
 class RedisUnavailable(DrainctlError):
-    """Redis could not be reached; the message names the URL with its password masked."""
+    """Redis could not be reached, is out of memory or does not speak Redis; the message names
+    the URL with its password masked."""
 
     exit_code = 6
 

@@ -1,7 +1,8 @@
 """One clock per app: a lease in Redis with a monotonic fencing token, and once-keys per fire.
 
 The lease is a hash ``{token, instance, release, rank, acquired_at}`` that expires unless its
-holder renews it. Tokens come from ``INCR`` on a counter, so each new holder gets a bigger one.
+holder renews it. Tokens come from ``INCR`` on a counter floored by the Redis server time in ms,
+so each new holder gets a bigger one, even after Redis lost the counter (``lease_scripts``).
 Every fire is claimed with one script that checks the caller still holds the current token and sets
 a once-key per (job id, scheduled run time) with ``SET NX PX``: a clock that lost the lease learns
 it at its very next fire, and even two clocks that both believe they hold it (split brain) cannot
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -34,65 +36,12 @@ import redis
 
 from drainctl.connection import REDIS_ERRORS
 from drainctl.keys import Keys
+from drainctl.lease_scripts import ACQUIRE, CLAIM, RELEASE
 
 logger = logging.getLogger(__name__)
 
 FENCE_COUNTER_TTL = 30 * 24 * 3600
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
-
-_ACQUIRE = """
-local cur = redis.call('HMGET', KEYS[1], 'token', 'instance', 'release', 'rank')
-local function grant()
-  local token = redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
-  local now = redis.call('TIME')
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'token', token, 'instance', ARGV[1], 'release', ARGV[2],
-             'rank', ARGV[3], 'acquired_at', now[1] .. '.' .. string.format('%06d', now[2]))
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {'held', tostring(token), ARGV[1], ARGV[2]}
-end
-if not cur[1] then return grant() end
-if cur[2] == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {'held', cur[1], cur[2], cur[3]}
-end
-local verdict = 'standby'
-if cur[3] ~= ARGV[2] then
-  if ARGV[3] ~= '' and cur[4] ~= '' and cur[4] then
-    if tonumber(ARGV[3]) > tonumber(cur[4]) then return grant() end
-    verdict = 'fenced'
-  elseif ARGV[6] == '1' then
-    return grant()
-  else
-    verdict = 'fenced'
-  end
-end
-return {verdict, cur[1], cur[2], cur[3]}
-"""
-
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-_CLAIM = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return {'lost'} end
-local granted = {'ok'}
-local last = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-for i = 3, #KEYS do
-  if redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    local ms = ARGV[i + 2]
-    granted[#granted + 1] = ms
-    if tonumber(ms) > last then last = tonumber(ms) end
-  end
-end
-if #granted > 1 then
-  redis.call('HSET', KEYS[2], ARGV[3], string.format('%d', last))
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
-return granted
-"""
 
 
 class Verdict(str, Enum):
@@ -111,6 +60,7 @@ class LeaseStatus:
     token: int
     holder: str
     holder_release: str
+    fresh: bool = False  # free, but Redis lost its data: the previous holder gets it first
 
 
 def release_rank(release: str) -> int | None:
@@ -142,12 +92,16 @@ class Lease:
         self._key_ms = max(1, round(ttl * 2 / 3 * 1000))
         self._once_ms = max(1, round(once_ttl * 1000))
         self._schedule_ttl = max(1, round(schedule_ttl))
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._claim = client.register_script(_CLAIM)
+        self._acquire = client.register_script(ACQUIRE)
+        self._release = client.register_script(RELEASE)
+        self._claim = client.register_script(CLAIM)
 
-    def acquire(self, *, starting: bool = False) -> LeaseStatus:
-        """Take the lease if free or ours (renewing it), or take it over if we are newer."""
+    def acquire(self, *, starting: bool = False, after_loss: bool = False) -> LeaseStatus:
+        """Take the lease if free or ours (renewing it), or take it over if we are newer.
+
+        After Redis lost its data the lease is free and the counter gone: only a ``starting``
+        clock, or one passing ``after_loss`` (it held the lease, or waited its turn), takes it.
+        """
         rank = release_rank(self.release)
         raw = self._acquire(
             keys=[self.keys.clock_lease, self.keys.clock_fence],
@@ -158,10 +112,11 @@ class Lease:
                 self._key_ms,
                 FENCE_COUNTER_TTL,
                 "1" if starting else "0",
+                "1" if starting or after_loss else "0",
             ],
         )
-        verdict, token, holder, holder_release = (_text(part) for part in raw)
-        return LeaseStatus(Verdict(verdict), int(token), holder, holder_release)
+        verdict, token, holder, holder_release, fresh = (_text(part) for part in raw)
+        return LeaseStatus(Verdict(verdict), int(token), holder, holder_release, fresh == "fresh")
 
     def release_lease(self, token: int) -> bool:
         """Delete the lease if ``token`` still holds it, so a successor need not wait."""
@@ -183,8 +138,13 @@ class LeaseKeeper:
 
     ``on_acquired(token)`` runs each time this process becomes the holder (or is confirmed as the
     holder after a refused fire), before it may fire again; ``on_lost(verdict)`` each time it stops
-    being the holder. Both run in this thread only, so they never race each other. A fenced keeper
-    stops for good.
+    being the holder; ``on_standby()`` after each poll that finds another clock holding the
+    lease (to follow what it fires). All run in this thread only, so they never race each other.
+    A fenced keeper stops for good.
+
+    After Redis lost its data, a clock that held the lease takes it again at once; a standby
+    waits one lease TTL first, so a live previous holder gets it back. A standby that takes it
+    then notes when it saw the loss (``taken_after_loss_at``) for ``on_acquired``.
     """
 
     def __init__(
@@ -192,11 +152,19 @@ class LeaseKeeper:
         lease: Lease,
         on_acquired: Callable[[int], None],
         on_lost: Callable[[Verdict], None],
+        on_standby: Callable[[], None] | None = None,
     ) -> None:
         self.lease = lease
         self.on_acquired = on_acquired
         self.on_lost = on_lost
+        self.on_standby = on_standby
         self.token: int | None = None
+        self._held_before = False
+        self._loss_seen_at: float | None = None
+        # Set when we took over a lease Redis lost with its data without having held it: the
+        # wall-clock time we noticed the loss (runs before it may have fired unrecorded).
+        self.taken_after_loss_at: float | None = None
+        self._loss_seen_wall = 0.0
         self.verdict = Verdict.STANDBY
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -235,7 +203,7 @@ class LeaseKeeper:
         starting = True
         while not self._stop.is_set():
             try:
-                status = self.lease.acquire(starting=starting)
+                status = self.lease.acquire(starting=starting, after_loss=self._after_loss())
             except REDIS_ERRORS as exc:
                 self._outage_failed(exc)
             else:
@@ -245,6 +213,23 @@ class LeaseKeeper:
                     return
             self._wake.wait(self.lease.period)
             self._wake.clear()
+
+    def _after_loss(self) -> bool:
+        """Whether we may take a lease that Redis lost with its data (see the class docstring)."""
+        seen = self._loss_seen_at
+        return self._held_before or (seen is not None and time.monotonic() - seen >= self.lease.ttl)
+
+    def _note_standby(self, status: LeaseStatus) -> None:
+        if status.fresh:
+            if self._loss_seen_at is None:
+                logger.warning("clock lease: Redis lost its data; waiting for the last holder")
+                self._loss_seen_at = time.monotonic()
+                self._loss_seen_wall = time.time()
+            return
+        self._loss_seen_at = None
+        self._held_before = False
+        if self.on_standby is not None:
+            self.on_standby()
 
     def _safely_apply(self, status: LeaseStatus) -> bool:
         """Apply a status; False once fenced. A failing callback never ends the thread."""
@@ -262,12 +247,17 @@ class LeaseKeeper:
         self._recheck = False
         self.verdict = status.verdict
         if status.verdict is Verdict.HELD:
+            taken_after_loss = self._loss_seen_at is not None and not self._held_before
+            self.taken_after_loss_at = self._loss_seen_wall if taken_after_loss else None
+            self._held_before, self._loss_seen_at = True, None
             self.token = status.token
             if status.token != before or recheck:
                 logger.info("clock lease held (token %d)", status.token)
                 self.on_acquired(status.token)
             return
         self.token = None
+        if status.verdict is Verdict.STANDBY:
+            self._note_standby(status)
         if status.verdict is Verdict.FENCED:
             logger.warning(
                 "clock fenced: release %s (%s) holds the lease; this clock never fires again",

@@ -7,19 +7,18 @@ thread, ``drain``, runs drains one at a time. Every change of what the instance 
 through one ordered path, :class:`drainctl.lifecycle.Lifecycle` (its docstring has the states,
 events, threads and locks); the deploy fence (``drainctl.fence``) is one of its inputs.
 
-Nothing here may crash or block the host: handler errors become error replies, malformed messages
-are logged and dropped, and a Redis outage is logged once and retried with capped, jittered
+Requests are vetted and answered by :class:`drainctl.dispatch.Dispatcher`. Nothing here may
+crash or block the host: handler errors become error replies, malformed messages are logged and
+dropped, and a Redis outage is logged once and retried with capped, jittered
 exponential backoff until Redis is back.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -30,12 +29,13 @@ from drainctl.adapters.base import Adapter, DrainReport, NullAdapter
 from drainctl.channel import Inbox
 from drainctl.config import Settings, parse_secrets
 from drainctl.connection import REDIS_ERRORS, OutageLog, ServerClock, connect
-from drainctl.errors import DrainctlError, ProtocolError
+from drainctl.dispatch import Dispatcher
+from drainctl.eviction import warn_if_evicting
 from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
-from drainctl.lifecycle import Expired, Lifecycle, Superseded
-from drainctl.protocol import Command, Reply, Request, State
+from drainctl.lifecycle import Lifecycle
+from drainctl.protocol import Reply, Request, State
 from drainctl.registry import INDEX_REFRESH_EVERY, Registry
 from drainctl.signing import Gate, NonceStore, Signer
 
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 # Pushed into our own inbox by stop() to wake the blocking read at once.
 _WAKE = b"\x00drainctl-wake"
-_SEEN_REQUESTS = 1024
 _MB = 1024 * 1024
 # A state change reaches the registry this long after it happens rather than at once: the
 # acknowledgement goes out first (with 200 listeners on two cores, acks came about a third
@@ -77,37 +76,40 @@ class ControlListener:
         )
         self.identity = Identity.from_settings(self.settings)
         # Built once: every reply carries it, and the identity never changes.
-        self._instance_doc = self.identity.as_dict()
+        self.instance_doc = self.identity.as_dict()
         self.adapter: Adapter = adapter if adapter is not None else NullAdapter()
         self.keys = Keys(self.identity.app)
         self.redis = connect(
             self.settings, max_connections=2, name=f"drainctl-listener-{self.identity.instance_id}"
         )
-        self.registry = Registry(self.redis, self.identity.app)
-        self.clock = ServerClock()
         signer = Signer.from_settings(self.settings)
+        self.registry = Registry(self.redis, self.identity.app, signer)
+        self.clock = ServerClock()
         self.deploy_fence = FenceGuard(
             self.keys, self.identity.release, self.identity.process_type, signer
         )
         self.inbox = Inbox(self.redis, self.keys, self.identity.instance_id, signer)
         nonces = NonceStore(self.redis, self.keys, self.identity.instance_id)
-        self._gate = (
-            None if signer is None else Gate(signer, nonces, self.clock, self.identity.process_type)
+        self.gate = (
+            None
+            if signer is None
+            else Gate(
+                signer,
+                nonces,
+                self.clock,
+                self.identity.process_type,
+                not_before=self.identity.started_at,  # no replay into a later instance
+            )
         )
         self.lifecycle = Lifecycle(self.adapter, self.clock.now)
         self._stopping = threading.Event()
         self._wake_beat = threading.Event()
-        self._outage = OutageLog(self.settings.redis_url)
+        self.outage = OutageLog(self.settings.redis_url)
         self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
         self._status_failing = False
-        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._threads: list[threading.Thread] = []
         self._process = psutil.Process()
-        self._handlers: dict[Command, Callable[[Request], dict[str, Any]]] = {
-            Command.PING: lambda request: {},
-            Command.STATUS: lambda request: self.heartbeat_doc(),
-            Command.RESUME: self._resume_request,
-        }
+        self.dispatcher = Dispatcher(self)
 
     @classmethod
     def from_env(cls, adapter: Adapter | None = None, **overrides: Any) -> ControlListener:
@@ -120,7 +122,8 @@ class ControlListener:
         """Register and start the daemon threads; never raises when Redis is down."""
         with contextlib.suppress(*REDIS_ERRORS):  # if Redis is down, the serve thread retries
             self.inbox.open()
-        self._beat_once(refresh_index=True)
+        if self._beat_once(refresh_index=True):  # Redis is up: say once if it may evict our keys
+            warn_if_evicting(self.redis, self.settings.redis_url)
         for name, target in (("serve", self._serve), ("beat", self._beat)):
             thread = threading.Thread(target=target, name=f"drainctl-{name}", daemon=True)
             thread.start()
@@ -128,7 +131,7 @@ class ControlListener:
         logger.info(
             "drainctl listener %s started for app %s", self.identity.label, self.identity.app
         )
-        if self._gate is None:
+        if self.gate is None:
             logger.warning("no DRAINCTL_SECRET: control messages are unauthenticated")
         # A release phase may await this release's verdict (deploy/ sits above the listener);
         # a daemon thread that never raises or blocks, and ends when the listener stops.
@@ -190,6 +193,10 @@ class ControlListener:
         self._wake_beat.set()
         return {}
 
+    def beat_soon(self) -> None:
+        """Write the heartbeat shortly (a state change), not at the next interval."""
+        self._wake_beat.set()
+
     def fence(self) -> None:
         """Mark this instance fenced for good: a clock that lost its lease to a newer release."""
         self.lifecycle.lease_fenced()
@@ -198,7 +205,7 @@ class ControlListener:
     def heartbeat_doc(self, counters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Identity, state, adapter counters, memory and the beat time, as in the registry."""
         return {
-            **self._instance_doc,
+            **self.instance_doc,
             **(counters if counters is not None else self.adapter.status()),
             "state": self.state.value,
             "deploy_fenced": self.deploy_fence.fenced,
@@ -247,13 +254,13 @@ class ControlListener:
                     )
             except REDIS_ERRORS as exc:
                 synced = False
-                failures = self._outage.failed(exc)
+                failures = self.outage.failed(exc)
                 self._stopping.wait(self._backoff.compute(failures))
                 continue
-            self._outage.recovered()
+            self.outage.recovered()
             if raw is not None and raw != _WAKE:
                 try:
-                    answer = self._receive(raw)
+                    answer = self.dispatcher.receive(raw)
                 except Exception:
                     # A bug triggered by one odd message must not stop the listener for good.
                     logger.exception("unexpected error handling a control message")
@@ -283,7 +290,7 @@ class ControlListener:
             if registered is not None:
                 self._fence_changed(self.deploy_fence.observe(registered.read))
         except REDIS_ERRORS as exc:
-            self._outage.failed(exc)
+            self.outage.failed(exc)
             return False
         except Exception:
             logger.exception("heartbeat failed")
@@ -298,7 +305,7 @@ class ControlListener:
         try:
             raw: bytes | None = self.redis.get(self.deploy_fence.key)  # type: ignore[assignment]
         except REDIS_ERRORS as exc:
-            self._outage.failed(exc)
+            self.outage.failed(exc)
             return
         self._fence_changed(self.deploy_fence.confirm_expiry(raw, now))
 
@@ -312,118 +319,3 @@ class ControlListener:
         else:
             return
         self._wake_beat.set()
-
-    # -- requests --------------------------------------------------------------------------
-
-    def _receive(self, raw: bytes) -> tuple[Request, Reply] | None:
-        """Vet and dispatch one request; returns the answer the serve loop should send."""
-        try:
-            request = Request.decode(raw, self._gate)
-        except ProtocolError as exc:
-            logger.warning("rejected a control message: %s", exc)
-            return None
-        if not request.reply_to.startswith(self.keys.base):
-            # Never write outside the app's namespace, whatever a message asks for.
-            logger.warning("rejected request %s replying outside %s", request.id, self.keys.base)
-            return None
-        if request.expires_at < self.clock.now():
-            logger.info("dropped expired %s request %s", request.command.value, request.id)
-            return None
-        if request.id in self._seen:
-            logger.info("ignored a repeated request %s", request.id)
-            return None
-        self._seen[request.id] = None
-        while len(self._seen) > _SEEN_REQUESTS:
-            self._seen.popitem(last=False)
-        if request.command is Command.DRAIN:
-            return self._drain_request(request)
-        return request, self._respond(request, self._handlers[request.command])
-
-    def _drain_request(self, request: Request) -> tuple[Request, Reply] | None:
-        """Queue the drain in arrival order; its reply is sent when it is over."""
-        deadline = request.args.get("deadline", 30.0)
-        fences = request.args.get("fences", [])
-        if type(deadline) not in (int, float) or deadline < 0 or not isinstance(fences, list):
-            return request, self._reply(
-                request, error=f"drain deadline must be a non-negative number, got {deadline!r}"
-            )
-        for (
-            fence
-        ) in fences:  # sent by a deploy, signed with the request: this release stays drained
-            if self.deploy_fence.observe(fence, signed=True) is Change.FENCED:
-                self.lifecycle.deploy_fenced(None)
-        future = self.lifecycle.drain(float(deadline), request.expires_at)
-        future.add_done_callback(lambda done: self._answer(request, done))
-        self._wake_beat.set()
-        return None
-
-    def _drain_outcome(self, report: DrainReport) -> dict[str, Any]:
-        self._wake_beat.set()
-        if report.aborted:
-            raise _IncompleteDrain("aborted: a resume arrived before the drain completed", report)
-        if not report.complete:
-            names = ", ".join(job.name for job in report.still_running)
-            raise _IncompleteDrain(f"still running at the deadline: {names}", report)
-        return report.as_dict()
-
-    def _resume_request(self, request: Request) -> dict[str, Any]:
-        if self.lifecycle.final:
-            raise Refused("shutting down (SIGTERM or retiring): it stays drained")
-        was_fenced = self.deploy_fence.fenced
-        refusal = self.deploy_fence.refusal(self.redis)
-        if refusal is not None:
-            raise Refused(refusal)
-        if was_fenced:
-            self.lifecycle.deploy_fence_lifted()
-        return self.resume()
-
-    def _answer(self, request: Request, done: Future[DrainReport]) -> None:
-        """Reply to a drain once it is over (called on the drain thread)."""
-        if isinstance(done.exception(), Expired):
-            logger.info("dropped drain request %s: %s", request.id, done.exception())
-            return
-        reply = self._respond(request, lambda request: self._drain_outcome(done.result()))
-        try:
-            self.inbox.reply(request, reply, self.clock.now())
-        except REDIS_ERRORS as exc:
-            self._outage.failed(exc)
-
-    def _respond(self, request: Request, handler: Callable[[Request], dict[str, Any]]) -> Reply:
-        try:
-            return self._reply(request, data=handler(request))
-        except _IncompleteDrain as exc:
-            return self._reply(request, data=exc.report.as_dict(), error=str(exc))
-        except (ProtocolError, Refused, Superseded) as exc:  # by design: one line, no traceback
-            logger.warning("%s request %s refused: %s", request.command.value, request.id, exc)
-            return self._reply(request, error=str(exc))
-        except Exception as exc:
-            logger.exception("%s request %s failed", request.command.value, request.id)
-            return self._reply(request, error=f"{type(exc).__name__}: {exc}")
-
-    def _reply(
-        self, request: Request, data: dict[str, Any] | None = None, error: str | None = None
-    ) -> Reply:
-        return Reply(
-            request_id=request.id,
-            instance=self._instance_doc,
-            state=self.state.value,
-            ok=error is None,
-            data=data or {},
-            error=error,
-        )
-
-
-class Refused(DrainctlError):
-    """A request the listener declines by design (a fenced release's resume): no traceback."""
-
-
-class _IncompleteDrain(DrainctlError):
-    """A drain that was aborted or reached its deadline with work running: an error reply."""
-
-    def __init__(self, message: str, report: DrainReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-def _raise(exc: BaseException) -> dict[str, Any]:
-    raise exc

@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 from redis.typing import EncodableT
 
 from drainctl.connection import Line
+from drainctl.heartbeat import Checker, interval_of, seal
 from drainctl.keys import Keys
-from drainctl.protocol import dump_json
+from drainctl.redis_errors import script_errors
+from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,16 @@ INDEX_REFRESH_EVERY = 60
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """One live instance as read from the registry."""
+    """One live instance as read from the registry.
+
+    ``verified`` is True when its heartbeat document carries a valid signature, False when a
+    secret is set and it does not (``doubt`` says why), None when there is no secret to check.
+    """
 
     doc: dict[str, Any]
     age: float
+    verified: bool | None = None
+    doubt: str = ""
 
     @property
     def instance_id(self) -> str:
@@ -48,8 +55,13 @@ class InstanceRecord:
 
     @property
     def interval(self) -> float:
-        """The heartbeat interval the instance announced."""
-        return float(self.doc.get("heartbeat_interval", 5.0))
+        """The heartbeat interval the instance announced (the default if it makes no sense)."""
+        return interval_of(self.doc)
+
+    @property
+    def trusted(self) -> bool:
+        """False for a document that failed the signature check: never counted, never awaited."""
+        return self.verified is not False
 
     @property
     def stale(self) -> bool:
@@ -62,8 +74,9 @@ class InstanceRecord:
         return f"{self.doc.get('dyno') or self.process_type} ({self.instance_id})"
 
     def as_dict(self) -> dict[str, Any]:
-        """The heartbeat document plus ``age`` and ``stale``."""
-        return self.doc | {"age": round(self.age, 3), "stale": self.stale}
+        """The heartbeat document plus ``age``, ``stale`` and ``verified``."""
+        extra = {"age": round(self.age, 3), "stale": self.stale, "verified": self.verified}
+        return self.doc | extra | ({"unverified": self.doubt} if self.doubt else {})
 
 
 @dataclass(frozen=True)
@@ -76,16 +89,19 @@ class Registered:
 class Registry:
     """Reads and writes the live-instance registry of one app."""
 
-    def __init__(self, client: redis.Redis, app: str) -> None:
+    def __init__(self, client: redis.Redis, app: str, signer: Signer | None = None) -> None:
         self.client = client
         self.keys = Keys(app)
+        # Listeners sign what they write with it; readers check what they read.
+        self.signer = signer
+        self.checker = Checker(signer)
         self._select = client.register_script(_SELECT)
 
     def register(self, doc: dict[str, Any], interval: float, read: str | None = None) -> Registered:
         """Write the document and (re)join the index; ``read`` is a key fetched in the same trip."""
         instance_id = doc["instance_id"]
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.instance(instance_id), dump_json(doc), px=_ttl_ms(interval))
+        pipe.set(self.keys.instance(instance_id), seal(doc, self.signer), px=_ttl_ms(interval))
         pipe.zadd(self.keys.instances, {instance_id: doc.get("started_at", 0.0)})
         pipe.expire(self.keys.instances, INDEX_TTL)
         if read is not None:
@@ -108,7 +124,7 @@ class Registry:
         if refresh_index:
             return self.register(doc, interval, read)
         key = self.keys.instance(doc["instance_id"])
-        if not self.client.set(key, dump_json(doc), px=_ttl_ms(interval), xx=True):
+        if not self.client.set(key, seal(doc, self.signer), px=_ttl_ms(interval), xx=True):
             logger.info("registry entry %s had expired; registering again", doc["instance_id"])
             return self.register(doc, interval, read)
         return None
@@ -143,15 +159,19 @@ class Registry:
             instance_id or "",
             *sorted(process_types or ()),
         ]
-        raw = self._select(keys, args) if line is None else line.script(self._select, keys, args)
+        if line is None:
+            with script_errors(self._select):
+                raw = self._select(keys, args)
+        else:
+            raw = line.script(self._select, keys, args)
         records = []
-        for doc_raw, pttl in zip(raw[::2], raw[1::2], strict=True):
-            doc = _parse(doc_raw)
-            if doc is None:
+        for key_id, doc_raw, pttl in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
+            checked = self.checker.check(_text(key_id), doc_raw)
+            if checked is None:
                 continue
             # Age from the key's remaining TTL, not from timestamps: immune to clock skew.
-            ttl_ms = _ttl_ms(float(doc.get("heartbeat_interval", 5.0)))
-            records.append(InstanceRecord(doc=doc, age=max(0.0, (ttl_ms - max(pttl, 0)) / 1000)))
+            age = max(0.0, (_ttl_ms(interval_of(checked.doc)) - max(pttl, 0)) / 1000)
+            records.append(InstanceRecord(checked.doc, age, checked.verified, checked.doubt))
         return records
 
 
@@ -181,6 +201,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
         redis.call('RPUSH', inbox, payload)
         redis.call('PEXPIRE', inbox, ttl)
       end
+      out[#out + 1] = id
       out[#out + 1] = doc
       out[#out + 1] = redis.call('PTTL', key)
     end
@@ -194,12 +215,5 @@ def _ttl_ms(interval: float) -> int:
     return max(1, round(HEARTBEATS_PER_TTL * interval * 1000))
 
 
-def _parse(raw: bytes | str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        doc = orjson.loads(raw)
-    except ValueError:
-        logger.warning("ignoring a registry entry that is not JSON")
-        return None
-    return doc if isinstance(doc, dict) else None
+def _text(raw: bytes | str) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw

@@ -6,10 +6,13 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drainctl.channel import Outcome
 from drainctl.registry import InstanceRecord
+
+if TYPE_CHECKING:
+    from drainctl.doctor import Report
 
 
 def emit_json(value: Any) -> None:
@@ -35,27 +38,34 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
         ],
         "latency_ms": {k: round(v * 1000, 3) for k, v in outcome.latency.items()},
         "missing": [_who(record) for record in outcome.missing],
+        "unverified": [_who(r) | {"unverified": r.doubt} for r in outcome.unverified],
     }
 
 
 def status_table(records: Iterable[InstanceRecord]) -> None:
-    """The live instances as a table."""
+    """The live instances as a table; with a secret, whether each heartbeat is signed with it."""
+    records = list(records)
+    checked = any(r.verified is not None for r in records)
     rows = [
         [
             r.process_type,
             str(r.doc.get("dyno") or "-"),
             r.instance_id,
             str(r.doc.get("release")),
-            str(r.doc.get("state")),
+            str(r.doc.get("state")) if r.trusted else "UNVERIFIED",
             str(r.doc.get("in_flight", "-")),
             f"{r.doc.get('memory_mb', '-')} MB",
             f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
+            *([_signature(r)] if checked else []),
         ]
         for r in records
     ]
-    _table(
-        ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"], rows
-    )
+    headers = ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"]
+    _table(headers + (["signature"] if checked else []), rows)
+
+
+def _signature(record: InstanceRecord) -> str:
+    return "ok" if record.verified else f"unverified: {record.doubt}"
 
 
 def history_table(records: Iterable[dict[str, Any]]) -> None:
@@ -99,7 +109,18 @@ def outcome_table(outcome: Outcome) -> None:
         rows.append(
             [who["process_type"], who["dyno"] or "-", who["instance_id"], "?", "NO REPLY", "-", ""]
         )
+    for record in outcome.unverified:
+        who = _who(record)
+        detail = f"not awaited: heartbeat unverified ({record.doubt})"
+        rows.append([who["process_type"], who["dyno"] or "-", who["instance_id"], "?", "UNVERIFIED",
+                     "-", detail])  # fmt: skip
     _table(["type", "dyno", "instance", "state", "result", "round trip", "detail"], rows)
+
+
+def doctor_table(report: Report) -> None:
+    """One row per check: what, the verdict, and the detail."""
+    rows = [[f.check, f.verdict.value, f.detail] for f in report.findings]
+    _table(["check", "verdict", "detail"], rows)
 
 
 def _who(record: InstanceRecord) -> dict[str, Any]:
@@ -113,21 +134,26 @@ def _who(record: InstanceRecord) -> dict[str, Any]:
 
 
 def _summary(data: dict[str, Any]) -> str:
-    if "duration_s" in data:
-        return (
-            f"finished {len(data.get('finished', []))}, handed back "
-            f"{len(data.get('handed_back', []))}, in {data['duration_s']:.2f}s"
-        )
-    return ""
+    duration = data.get("duration_s")
+    finished, handed_back = data.get("finished"), data.get("handed_back")
+    # Unsigned replies are anyone's to write: a field of the wrong type must not crash the table.
+    if not isinstance(duration, (int, float)):
+        return ""
+    return (
+        f"finished {len(finished) if isinstance(finished, list) else '?'}, handed back "
+        f"{len(handed_back) if isinstance(handed_back, list) else '?'}, in {duration:.2f}s"
+    )
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(*headers, box=None, pad_edge=False)
     for row in rows:
-        table.add_row(*row)
+        # Text, not markup: a registry entry's "[/]" would make rich raise, "[red]" restyle.
+        table.add_row(*(Text(cell) for cell in row))
     console = Console()
     if not console.is_terminal:
         console.width = 160  # piped or logged: wide rows beat wrapped cells

@@ -69,6 +69,10 @@ class ScheduleStore:
             for job_id in sorted(nexts.keys() | lasts.keys())
         }
 
+    def lasts(self) -> dict[str, int]:
+        """The latest run time that fired, per job (what a standby follows)."""
+        return _decode(cast("dict[bytes, bytes]", self.client.hgetall(self.keys.clock_last)))
+
     def forget(self, job_ids: Iterable[str]) -> None:
         """Drop jobs that no longer exist in the code."""
         ids = list(job_ids)

@@ -139,21 +139,38 @@ class Gate:
     """The listener's check on each incoming request: signature, clock skew, target, replay.
 
     Passed as ``check`` to ``Request.decode``; raises Unauthenticated to reject.
+
+    Nonces are remembered per instance and an app-wide request matches every instance, so the
+    same bytes pushed into the inbox of an instance that started later would pass both checks.
+    ``not_before`` closes that: the instance's start as local wall-clock time (``time.time()``),
+    moved onto the server clock with the clock's offset when a request is checked (the serve
+    loop syncs the clock before it reads any request). A request signed before it is refused:
+    each request runs at most once on each instance that existed when it was signed.
     """
 
     def __init__(
-        self, signer: Signer, nonces: NonceStore, clock: ServerClock, process_type: str
+        self,
+        signer: Signer,
+        nonces: NonceStore,
+        clock: ServerClock,
+        process_type: str,
+        *,
+        not_before: float | None = None,
     ) -> None:
         self.signer = signer
         self.nonces = nonces
         self.clock = clock
         self.process_type = process_type
+        self.not_before = not_before
 
     def __call__(self, body: dict[str, Any], kind: str) -> None:
         now = self.clock.now()
         stamp = self.signer.verify(body, kind, now)
         if not _addressed(body.get("to"), self.nonces.instance_id, self.process_type):
             raise Unauthenticated(f"sent to {body.get('to')!r}, which is not this instance")
+        started = None if self.not_before is None else self.not_before + self.clock.offset
+        if started is not None and stamp.ts < started:
+            raise Unauthenticated(f"signed {started - stamp.ts:.3f} s before this instance started")
         until = stamp.ts + self.signer.max_skew
         # An expired request is dropped anyway, so its nonce need not outlive it.
         expires_at = _finite(body.get("expires_at"))

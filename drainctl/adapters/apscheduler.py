@@ -118,7 +118,9 @@ class ClockAdapter:
             schedule_ttl=self.schedule_ttl,
         )
         self.schedule = JobSchedule(self.scheduler, ScheduleStore(client, keys, self.schedule_ttl))
-        self.keeper = LeaseKeeper(self.lease, self._on_acquired, self._on_lost)
+        self.keeper = LeaseKeeper(
+            self.lease, self._on_acquired, self._on_lost, self.schedule.follow
+        )
 
     def run(
         self,
@@ -233,7 +235,11 @@ class ClockAdapter:
 
     def _on_acquired(self, token: int) -> None:
         assert self.schedule is not None
-        self.schedule.restore()
+        assert self.keeper is not None
+        # Taking over after Redis lost its data and the holder with it: what the holder fired
+        # since our last look is unrecorded, so fire nothing due before we saw the loss.
+        loss = self.keeper.taken_after_loss_at
+        self.schedule.restore(not_before_ms=None if loss is None else round(loss * 1000))
         with self._cond:
             self._token = token
         self._sync()
@@ -288,7 +294,7 @@ class ClockAdapter:
         """Called by the executor under the scheduler's lock: the run times that may fire."""
         with self._cond:
             token = self._token
-        if token is None or self.lease is None or self.keeper is None:
+        if token is None or self.lease is None or self.keeper is None or self.schedule is None:
             return []
         wanted = [run_ms(run_time) for run_time in run_times]
         try:
@@ -299,11 +305,15 @@ class ClockAdapter:
             )
             granted = None
         if granted is None:
+            # Not dropped for good: the restore when we hold the lease again starts after the
+            # last run we saw fired (kept in memory too, in case Redis lost it), so APScheduler
+            # fires this run then, within its misfire grace.
             with self._cond:
                 self._token = None
             self._pause()
             self.keeper.recheck()
             return []
+        self.schedule.note(job.id, granted)
         allowed = [rt for rt, ms in zip(run_times, wanted, strict=True) if ms in set(granted)]
         if len(allowed) < len(run_times):
             logger.info(

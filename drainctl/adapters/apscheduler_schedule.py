@@ -9,12 +9,19 @@ Restore rules (each time a clock becomes the lease holder, before it fires):
 - jobs Redis knows but the code no longer has are dropped from Redis with a log line.
 
 APScheduler then fires what fell due, by each job's ``coalesce`` and ``misfire_grace_time``.
+
+Each clock also remembers, in memory, the latest run that fired per job as far as it has seen:
+its own claims, and ``clock:last`` read at each standby poll. The restore starts after whichever
+is later, so a clock that takes over after Redis lost its data never fires again a run it saw
+fired. A standby taking over after Redis lost its data *and* the holder (``not_before_ms``)
+also skips every run due before it noticed the loss: the holder may have fired those after the
+standby's last look, and nothing recorded it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
@@ -35,10 +42,26 @@ class JobSchedule:
     def __init__(self, scheduler: BaseScheduler, store: ScheduleStore) -> None:
         self.scheduler = scheduler
         self.store = store
+        self.seen: dict[str, int] = {}  # job id -> latest run time (ms) seen fired
 
-    def restore(self) -> None:
-        """Apply the stored schedule to the jobs the code added (see the module docstring)."""
+    def note(self, job_id: str, fired_ms: list[int]) -> None:
+        """Remember run times that fired (ours, or the holder's)."""
+        if fired_ms:
+            self.seen[job_id] = max(self.seen.get(job_id, 0), *fired_ms)
+
+    def follow(self) -> None:
+        """A standby reads what the holder fired, in case Redis loses it before we take over."""
+        for job_id, ms in self.store.lasts().items():
+            self.note(job_id, [ms])
+
+    def restore(self, not_before_ms: int | None = None) -> None:
+        """Apply the stored schedule to the jobs the code added (see the module docstring);
+        with ``not_before_ms``, no job resumes at or before that time."""
         stored = self.store.load()
+        for job_id, ms in self.seen.items():
+            run = stored.get(job_id, StoredRun())
+            if run.last_ms is None or run.last_ms < ms:
+                stored[job_id] = StoredRun(run.next_ms, ms)
         jobs = {job.id: job for job in self.scheduler.get_jobs()}
         gone = sorted(stored.keys() - jobs.keys())
         for job_id in gone:
@@ -50,6 +73,23 @@ class JobSchedule:
             if when is not None:
                 logger.info("restored job %r: next run at %s", job_id, when.isoformat())
                 self.scheduler.modify_job(job_id, next_run_time=when)
+        if not_before_ms is not None:
+            self._skip_through(not_before_ms)
+
+    def _skip_through(self, floor_ms: int) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.next_run_time is None or run_ms(job.next_run_time) > floor_ms:
+                continue
+            floor = datetime.fromtimestamp(floor_ms / 1000, job.next_run_time.tzinfo)
+            later = job.trigger.get_next_fire_time(None, floor + timedelta(milliseconds=1))
+            logger.warning(
+                "job %r: Redis lost its data with the last clock; runs before %s are skipped "
+                "(they may have fired unrecorded), next at %s",
+                job.id,
+                floor.isoformat(),
+                later.isoformat() if later else None,
+            )
+            self.scheduler.modify_job(job.id, next_run_time=later)
 
     def persist(self, token: int) -> list[str]:
         """Save each job's next run time under ``token``; the ``id@time`` entries saved."""

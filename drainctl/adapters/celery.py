@@ -15,7 +15,8 @@
   warm with exit code 0. They are checked every 0.25 s on the worker's event loop.
 
 Settings for a drain that loses nothing: ``task_acks_late=True``,
-``task_reject_on_worker_lost=True``, ``worker_prefetch_multiplier=1``. ``install`` warns at
+``task_reject_on_worker_lost=True``, ``worker_prefetch_multiplier=1``, and on a Redis broker a
+``visibility_timeout`` that fits the longest task (``celery_visibility``). ``install`` warns at
 start-up when one is missing.
 """
 
@@ -37,6 +38,7 @@ from celery.worker.request import Request
 from vine import promise
 
 from drainctl.adapters.base import DrainReport, JobStats, RunningJob, WorkerOptions
+from drainctl.adapters.celery_visibility import visibility_problems
 from drainctl.adapters.recycle import Recycler
 from drainctl.errors import DrainctlError
 from drainctl.listener import ControlListener
@@ -282,7 +284,7 @@ class DrainctlStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
         if self.listener is not None and adapter is not None:
             adapter.consumer = c
             return
-        for problem in unsafe_settings(c.app.conf):
+        for problem in unsafe_settings(c.app.conf) + visibility_problems(c.app):
             logger.warning("drainctl: unsafe Celery setting for draining: %s", problem)
         adapter = CeleryAdapter(c, self.options)
         try:

@@ -111,6 +111,7 @@ class JobsAdapter:
         self._on_deadline = on_deadline
         self._recycler = Recycler(max_jobs, max_memory_mb)
         self._retired: str | None = None
+        self._counters: dict[str, int] = {}
 
     @property
     def accepting(self) -> bool:
@@ -220,10 +221,15 @@ class JobsAdapter:
             self._accepting = self._retired is None
             self._cond.notify_all()
 
+    def count(self, counter: str) -> None:
+        """Add one to a counter of the loop's own (e.g. ``jobs_lost``), shown in the heartbeat."""
+        with self._cond:
+            self._counters[counter] = self._counters.get(counter, 0) + 1
+
     def status(self) -> dict[str, Any]:
         """In-flight count and job counters for the heartbeat."""
         with self._cond:
-            return {"in_flight": len(self._in_flight), **self._stats.as_dict()}
+            return {"in_flight": len(self._in_flight), **self._stats.as_dict(), **self._counters}
 
     def _call(self, hook: Callable[..., None] | None, *args: Any) -> None:
         # Hooks belong to the host; a failing one must not break the drain or the listener.

@@ -12,6 +12,10 @@ It embeds a ControlListener and answers ``drain``/``resume``/``status``:
 - **SIGTERM** (Heroku, 30 s before SIGKILL) runs the same drain with a deadline of ``grace -
   margin``, then the worker exits 0. The work horse ignores SIGTERM (Heroku signals every process
   of the dyno), so it is never killed before the deadline.
+- **Killed outright** (SIGKILL, out of memory): the next DrainableWorker requeues the job at the
+  front of its queue once the dead worker's drainctl heartbeat has expired, instead of RQ failing
+  it much later as abandoned (``drainctl.adapters.rq_abandoned``; once per job, opt out with
+  ``requeue_abandoned``); counted as ``jobs_requeued_abandoned`` in the heartbeat.
 - **Healthy**: a failed job is counted with its error in the heartbeat (RQ itself keeps the
   traceback in the job's result); ``max_jobs``/``max_memory_mb`` retire the worker between jobs.
 
@@ -27,7 +31,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis
@@ -38,6 +43,7 @@ from rq.job import JobStatus
 
 from drainctl.adapters.base import WorkerOptions
 from drainctl.adapters.jobs import Job, JobsAdapter
+from drainctl.adapters.rq_abandoned import INSTANCE_FIELD, AbandonedJobs, die_with_parent
 from drainctl.adapters.unblock import Interrupted, InterruptiblePop
 from drainctl.connection import tls_options, translate_outage
 from drainctl.listener import ControlListener
@@ -62,17 +68,24 @@ class _GatedRedis(redis.Redis):
 
 
 class DrainableWorker(Worker):
-    """``rq.Worker`` plus a ControlListener, drains that lose nothing, SIGTERM and recycling."""
+    """``rq.Worker`` plus a ControlListener, drains that lose nothing, SIGTERM and recycling.
+
+    ``requeue_abandoned``: requeue jobs of DrainableWorkers that died outright on all queues
+    (True, the default), none (False), or the named queues only.
+    """
 
     def __init__(
         self,
         queues: str | Queue | Sequence[str] | Sequence[Queue],
         *args: Any,
         options: WorkerOptions | None = None,
+        requeue_abandoned: bool | Collection[str] = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(queues, *args, **kwargs)
         self.options = options or WorkerOptions()
+        self.requeue_abandoned = requeue_abandoned
+        self._rescuing = threading.Event()
         self.jobs = JobsAdapter(
             wakeup=self._interrupt_dequeue,
             on_deadline=self._stop_late_jobs,
@@ -97,13 +110,56 @@ class DrainableWorker(Worker):
             adapter=self.jobs, settings=self.options.listener_settings()
         )
         self.listener.start()
+        self._start_rescuer(self.listener)
         try:
             return bool(super().work(*args, **kwargs))
         finally:
+            self._rescuing.clear()
             if self._sigterm_done is not None and self.jobs.retired == SIGTERM_REASON:
                 self._sigterm_done.wait(self.options.margin)
             self.listener.stop()
             self.pops.close()
+
+    def register_birth(self) -> None:
+        """RQ's registration, plus our drainctl instance id, by which peers know we are gone."""
+        super().register_birth()  # type: ignore[no-untyped-call]  # RQ leaves it untyped
+        assert self.listener is not None
+        self.connection.hset(self.key, INSTANCE_FIELD, self.listener.identity.instance_id)
+
+    def _start_rescuer(self, listener: ControlListener) -> None:
+        wanted = self.requeue_abandoned
+        queues = [q for q in self.queues if wanted is True or (wanted and q.name in wanted)]
+        if not queues:
+            return
+        rescuer = AbandonedJobs(
+            self.connection,
+            listener.identity.app,
+            queues,
+            lambda job_id: self.jobs.count("jobs_requeued_abandoned"),
+        )
+        every = 3 * listener.settings.heartbeat_interval
+        self._rescuing.set()
+        # Once now, before RQ's start-up maintenance would fail what has been abandoned longest.
+        self._rescue_once(rescuer, failing=False)
+        threading.Thread(
+            target=self._rescue, args=(rescuer, every), name="drainctl-rq-rescue", daemon=True
+        ).start()
+
+    def _rescue(self, rescuer: AbandonedJobs, every: float) -> None:
+        failing = False
+        while self._rescuing.is_set():
+            time.sleep(every)
+            failing = self._rescue_once(rescuer, failing)
+
+    def _rescue_once(self, rescuer: AbandonedJobs, failing: bool) -> bool:
+        """One pass; whether it failed (an outage is logged once, not at every pass)."""
+        try:
+            rescuer.rescue()
+        except Exception as exc:  # a rescue pass must never take the worker down
+            if not failing:
+                logger.warning("could not look for abandoned jobs: %s", exc)
+            return True
+        return False
 
     def _install_signal_handlers(self) -> None:
         signal.signal(signal.SIGINT, self.request_stop)
@@ -117,7 +173,9 @@ class DrainableWorker(Worker):
         )
 
     def setup_work_horse_signals(self) -> None:
-        """The horse ignores SIGINT and SIGTERM: the worker decides when to stop it."""
+        """The horse ignores SIGINT and SIGTERM: the worker decides when to stop it. It dies
+        with the worker, so a job is never requeued while an orphaned horse still runs it."""
+        die_with_parent()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from drainctl.localplatform.layout import Layout, PlatformConfig, read_json, wri
 
 @click.group()
 def main() -> None:
-    """A Heroku-like local platform for the drainctl demo and tests (not for production)."""
+    """A Heroku-like local platform to rehearse deploys on (not for production)."""
 
 
 @main.command()
@@ -64,6 +65,19 @@ def fault(root: Path, zombie: tuple[str, ...], crash: str | None, reject: bool) 
     chosen = {"zombie": list(zombie) or None, "crash": crash, "reject": reject or None}
     faults.update({k: v for k, v in chosen.items() if v is not None})
     write_json(layout.faults_file, faults)
+
+
+@main.command()
+@click.argument("root", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+def ps(root: Path, as_json: bool) -> None:
+    """The app's processes, as ``heroku ps``: dyno, release, pid, state."""
+    rows = read_json(Layout(root).ps_file, [])
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['dyno']:<12} {row['release']:<6} {row['pid'] or '-':<8} {row['state']}")
 
 
 @main.command("pre-receive", hidden=True)

@@ -82,6 +82,11 @@ class Layout:
         return self.root / "faults.json"
 
     @property
+    def ps_file(self) -> Path:
+        """The supervisor's process table (``ps``), rewritten on every change."""
+        return self.root / "ps.json"
+
+    @property
     def pid_file(self) -> Path:
         """The supervisor's pid while it runs."""
         return self.root / "supervisor.pid"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 import tarfile
 import time
@@ -33,10 +32,7 @@ def create(layout: Layout, config: PlatformConfig) -> None:
     """Make the directories, the bare repository with its hooks, and the settings file."""
     for path in (layout.root, layout.releases, layout.logs):
         path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["git", "init", "--quiet", "--bare", "--initial-branch=main", str(layout.repo)],
-        check=True,
-    )
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(layout.repo))
     python = config.python or sys.executable
     for hook, command in (("pre-receive", "pre-receive"), ("post-receive", "receive")):
         path = layout.repo / "hooks" / hook
@@ -92,11 +88,17 @@ def _deployed_commit(lines: list[str]) -> str | None:
     return commit
 
 
+def git(*args: str) -> bytes:
+    """Run git through ``sh``, as drainctl runs the push; its output, or ErrorReturnCode."""
+    import sh
+
+    stdout: bytes = sh.Command("git")(*args, _tty_out=False, _return_cmd=True).stdout
+    return stdout
+
+
 def _check_out(commit: str, dest: Path) -> None:
     # git archive needs no work tree; the hook runs with GIT_DIR set to the bare repository.
-    tar = subprocess.run(
-        ["git", "archive", "--format=tar", commit], check=True, capture_output=True
-    ).stdout
+    tar = git("archive", "--format=tar", commit)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         if hasattr(tarfile, "data_filter"):

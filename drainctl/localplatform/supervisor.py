@@ -2,7 +2,12 @@
 
 On a new release: SIGTERM every process of the old one, start the new one at once (they overlap),
 SIGKILL old processes still alive after the grace period. A process of the current release that
-exits is restarted with exponential backoff (reset once it has run for a while).
+exits is restarted with exponential backoff (reset once it has run for a while); a process of any
+other release is never (re)started. ``ps.json`` holds the process table for ``ps``.
+
+Processes are started with ``subprocess.Popen``, not through ``sh`` as git and the push are: each
+runs in its own session so SIGTERM and SIGKILL reach its whole group, and one loop polls them all
+without blocking (``sh`` would add an I/O thread per process and hide the group).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from drainctl.deploy.plan import read_procfile
-from drainctl.localplatform.layout import Layout, PlatformConfig, Release
+from drainctl.localplatform.layout import Layout, PlatformConfig, Release, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,17 @@ class Dyno:
         """``type.N`` as in ``DYNO``."""
         return f"{self.process_type}.{self.index}"
 
+    def row(self) -> dict[str, object]:
+        """This dyno as a line of ``ps``: name, release, pid and state."""
+        if self.zombie:
+            state = "zombie"
+        elif self.terminated_at is not None:
+            state = "stopping"
+        else:
+            state = "up" if self.proc is not None else "restarting"
+        pid = self.proc.pid if self.proc is not None else None
+        return {"dyno": self.name, "release": self.release.name, "pid": pid, "state": state}
+
     def signal(self, signum: int) -> None:
         """Signal the whole process group (the shell and what it started)."""
         if self.proc is not None and self.proc.poll() is None:
@@ -65,6 +81,7 @@ class Supervisor:
         self.current: Release | None = None
         self.dynos: list[Dyno] = []
         self._stop = False
+        self._published: list[dict[str, object]] | None = None
 
     def run(self) -> None:
         """Supervise until asked to stop, then stop every process (zombies included)."""
@@ -77,10 +94,19 @@ class Supervisor:
                 now = time.monotonic()
                 for dyno in list(self.dynos):
                     self._tend(dyno, now)
+                self._publish()
                 time.sleep(TICK)
         finally:
             self._shutdown()
+            write_json(self.layout.ps_file, [])
             self.layout.pid_file.unlink(missing_ok=True)
+
+    def _publish(self) -> None:
+        """Write the process table for ``ps`` when it changed."""
+        table = [dyno.row() for dyno in self.dynos]
+        if table != self._published:
+            write_json(self.layout.ps_file, table)
+            self._published = table
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
@@ -116,18 +142,26 @@ class Supervisor:
     def _tend(self, dyno: Dyno, now: float) -> None:
         if dyno.proc is not None and dyno.proc.poll() is not None:
             self._exited(dyno, now)
-        elif dyno.proc is None and now >= dyno.next_start:
-            self._start(dyno)
+        elif dyno.proc is None:
+            # Waiting out a restart backoff. Only the current release is ever restarted: a timer
+            # of a superseded release would start it after the new one.
+            if not self._restartable(dyno):
+                self.dynos.remove(dyno)
+            elif now >= dyno.next_start:
+                self._start(dyno)
         elif dyno.terminated_at is not None and now - dyno.terminated_at > self.config.grace:
             logger.warning("%s of %s: SIGKILL after the grace period", dyno.name, dyno.release.name)
             dyno.signal(signal.SIGKILL)
             dyno.terminated_at = float("inf")  # killed once; reaped at the next tick
 
+    def _restartable(self, dyno: Dyno) -> bool:
+        return dyno.release is self.current and dyno.terminated_at is None and not dyno.zombie
+
     def _exited(self, dyno: Dyno, now: float) -> None:
         assert dyno.proc is not None
         code = dyno.proc.returncode
         dyno.proc = None
-        if dyno.release is not self.current or dyno.terminated_at is not None or dyno.zombie:
+        if not self._restartable(dyno):
             self.dynos.remove(dyno)
             return
         if now - dyno.started_at > STABLE_AFTER:
@@ -140,7 +174,7 @@ class Supervisor:
     def _start(self, dyno: Dyno) -> None:
         release = dyno.release
         env = {
-            **os.environ,
+            **inherited_env(),
             **self.config.env,
             "PATH": f"{Path(self.config.python).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "DYNO": dyno.name,
@@ -177,6 +211,12 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 dyno.signal(signal.SIGKILL)
                 dyno.proc.wait()
+
+
+def inherited_env() -> dict[str, str]:
+    """The supervisor's environment without ``DRAINCTL_*``: like a Heroku dyno, a process sees
+    the app's config vars, never the settings of the shell that started the platform."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("DRAINCTL_")}
 
 
 def main(root: Path) -> None:

@@ -24,6 +24,14 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     task_default_queue=ledger.queue_for("celery"),
+    # A visibility timeout that fits the longest task (drainctl warns otherwise): the task of a
+    # worker killed outright runs again that long after it started, swept for every 10 s.
+    task_time_limit=int(os.environ.get("DEMO_TASK_TIME_LIMIT", "120")),
+    broker_transport_options={
+        "visibility_timeout": float(os.environ.get("DEMO_VISIBILITY_TIMEOUT", "180")),
+        "unacked_restore_interval": int(os.environ.get("DEMO_RESTORE_INTERVAL", "10")),
+        "unacked_restore_throttle": 1,
+    },
 )
 install(
     app,

@@ -9,7 +9,8 @@ or ``DRAINCTL_PROCESS_TYPE=clock``), ``HEROKU_RELEASE_VERSION`` (or ``DRAINCTL_R
 release takes the clock over), ``DRAINCTL_LEASE_TTL`` (default 15 s). Demo knobs:
 ``DEMO_TICK_SECONDS`` (``tick`` interval, default 1), ``DEMO_REPORT_SECONDS`` (``report``
 interval, default 10, 0 disables it), ``DEMO_REPORT_DURATION`` (how long ``report`` works,
-default 3), ``DEMO_MISFIRE_GRACE`` (misfire grace time, default 60).
+default 3), ``DEMO_MISFIRE_GRACE`` (misfire grace time, default 60), ``DEMO_LEDGER_URL`` (the
+Redis of the ledger, default the clock's own: tests that wipe the clock's Redis keep it apart).
 
 Each scheduled run that executes adds 1 to the field ``{job_id}@{scheduled run time, ISO, ms}``
 of the hash ``demo:{app}:ledger:fires``; ``report`` also marks its start in
@@ -63,7 +64,8 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = Settings.from_env()
-    ledger = Ledger(redis.Redis.from_url(settings.redis_url), settings.require_app())
+    ledger_url = os.environ.get("DEMO_LEDGER_URL") or settings.redis_url
+    ledger = Ledger(redis.Redis.from_url(ledger_url), settings.require_app())
     tick_s = float(os.environ.get("DEMO_TICK_SECONDS", "1"))
     report_s = float(os.environ.get("DEMO_REPORT_SECONDS", "10"))
     report_duration = float(os.environ.get("DEMO_REPORT_DURATION", "3"))

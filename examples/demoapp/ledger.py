@@ -1,14 +1,19 @@
-"""The demo's ledger: each job records the runs it completes, so exactly-once can be counted.
+"""The demo's ledger: each job records the runs it starts and completes, so exactly-once can be
+counted.
 
-``demo:{app}:ledger:enqueued`` (hash job id -> 1) is written by the producer, ``demo:{app}:ledger:
-runs`` (hash job id -> completed runs) by the jobs themselves, with ``HINCRBY`` as their last step.
-A job killed half-way records nothing; a job that ran twice records 2. Both keys expire after a day.
+``demo:{app}:ledger:enqueued`` (hash job id -> 1) is written by the producer,
+``demo:{app}:ledger:starts`` (job id -> runs started) and ``demo:{app}:ledger:runs`` (job id ->
+completed runs) by the jobs themselves, with ``HINCRBY`` as their first and last step. A job
+killed half-way records a start and no run; a job that ran twice records 2. Scheduled runs of the
+demo's clocks are counted the same way per ``{job}@{scheduled run time}``: ``ledger:started`` when
+a run begins, ``ledger:fires`` when it is done. Every key expires after a day.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cache
 
 import redis
@@ -17,8 +22,8 @@ LEDGER_TTL = 24 * 3600
 
 
 def app_name() -> str:
-    """The app the demo runs as (``DRAINCTL_APP``)."""
-    return os.environ.get("DRAINCTL_APP", "demo")
+    """The app the demo runs as (``DRAINCTL_APP``, else the platform's ``HEROKU_APP_NAME``)."""
+    return os.environ.get("DRAINCTL_APP") or os.environ.get("HEROKU_APP_NAME", "demo")
 
 
 def redis_url() -> str:
@@ -44,13 +49,43 @@ def enqueued_key(app: str) -> str:
     return f"demo:{app}:ledger:enqueued"
 
 
-def record_run(job_id: str, app: str | None = None) -> None:
-    """Count one completed run of ``job_id``."""
-    key = runs_key(app or app_name())
+def starts_key(app: str) -> str:
+    """Hash of job id -> runs started."""
+    return f"demo:{app}:ledger:starts"
+
+
+def fires_key(app: str) -> str:
+    """Hash of scheduled run label -> runs completed."""
+    return f"demo:{app}:ledger:fires"
+
+
+def fire_starts_key(app: str) -> str:
+    """Hash of scheduled run label -> runs started (only for runs that take a while)."""
+    return f"demo:{app}:ledger:started"
+
+
+def run_label(job_id: str, when: datetime) -> str:
+    """``job@2024-01-01T00:00:00.100+00:00``: the ledger field of one scheduled run."""
+    rounded = datetime.fromtimestamp(round(when.timestamp(), 3), timezone.utc)
+    return f"{job_id}@{rounded.isoformat(timespec='milliseconds')}"
+
+
+def count(key: str, field: str) -> None:
+    """Add 1 to ``field`` of the hash ``key`` (which expires after a day)."""
     pipe = client().pipeline(transaction=False)
-    pipe.hincrby(key, job_id, 1)
+    pipe.hincrby(key, field, 1)
     pipe.expire(key, LEDGER_TTL)
     pipe.execute()
+
+
+def record_start(job_id: str, app: str | None = None) -> None:
+    """Count one started run of ``job_id``."""
+    count(starts_key(app or app_name()), job_id)
+
+
+def record_run(job_id: str, app: str | None = None) -> None:
+    """Count one completed run of ``job_id``."""
+    count(runs_key(app or app_name()), job_id)
 
 
 def record_enqueued(client: redis.Redis, app: str, job_ids: list[str]) -> None:

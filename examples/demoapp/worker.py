@@ -9,7 +9,11 @@ Environment: ``DRAINCTL_APP``, ``REDIS_URL`` (or ``DRAINCTL_REDIS_URL``), ``DYNO
 ``DRAINCTL_PROCESS_TYPE``; ``DEMO_MAX_JOBS`` and ``DEMO_MAX_MEMORY_MB`` for recycling,
 ``DEMO_GRACE`` and ``DEMO_MARGIN`` (seconds from SIGTERM to SIGKILL, default 30, and the part
 of it kept after the drain, default 5), ``DEMO_POP_TIMEOUT`` (idle wait between recoveries,
-default 5 s).
+default 5 s), ``DEMO_RECOVER_AFTER`` (``ReliableQueue``'s ``recover_after``, default 30 s).
+
+A job may also carry ``"gil": seconds``: it then holds the GIL that long before its sleep (a long
+C call, like a catastrophic regex), so the worker's own heartbeat thread cannot run; and
+``"wait_for": key``: it first waits (up to a minute) for an item in that Redis list.
 
     python -m examples.demoapp.worker
 """
@@ -25,7 +29,7 @@ import time
 import redis
 
 from drainctl.adapters.jobs import JobsAdapter
-from drainctl.adapters.reliable_queue import ReliableQueue
+from drainctl.adapters.reliable_queue import RECOVER_AFTER, ReliableQueue
 from drainctl.config import Settings
 from drainctl.listener import ControlListener
 from drainctl.shutdown import drain_on_sigterm
@@ -44,11 +48,30 @@ def queue_name(app: str) -> str:
 
 
 def run(job: dict[str, object]) -> None:
-    """The work itself: sleep, record the run, maybe fail (after recording)."""
+    """The work itself: record the start, hold the GIL, sleep, record the run, maybe fail."""
+    ledger.record_start(str(job["id"]))
+    if job.get("wait_for"):  # a test's go-ahead: a list to pop from first
+        ledger.client().blpop([str(job["wait_for"])], timeout=60)
+    hold_gil(float(job.get("gil", 0.0)))  # type: ignore[arg-type]
     time.sleep(float(job.get("duration", 0.0)))  # type: ignore[arg-type]
     ledger.record_run(str(job["id"]))
     if job.get("fail"):
         raise RuntimeError(f"job {job['id']} failed on purpose")
+
+
+def hold_gil(seconds: float) -> None:
+    """Keep the GIL for about ``seconds``: ``sum`` over a range loops in C and never yields it."""
+    if seconds <= 0:
+        return
+    sample = 5_000_000  # about 0.05 s; the fastest of three, as other processes may preempt us
+    started = time.perf_counter()
+    fastest = float("inf")
+    for _ in range(3):
+        begun = time.perf_counter()
+        sum(range(sample))
+        fastest = min(fastest, time.perf_counter() - begun)
+    sum(range(int(sample / max(fastest, 1e-6) * seconds)))
+    logger.info("held the GIL for %.1f s", time.perf_counter() - started)
 
 
 def _env_number(name: str) -> float | None:
@@ -77,6 +100,8 @@ def main() -> int:
         app=app,
         consumer=listener.identity.instance_id,
         gate=lambda: jobs.accepting,
+        recover_after=_env_number("DEMO_RECOVER_AFTER") or RECOVER_AFTER,
+        on_lost=lambda _payload: jobs.count("jobs_lost"),
     )
     with listener:
         drain_on_sigterm(
@@ -110,7 +135,8 @@ def work(jobs: JobsAdapter, queue: ReliableQueue, payload: bytes) -> None:
             run(job)
         finally:
             # Acknowledged while still counted in flight: a drain that ends right after the job
-            # cannot let the process exit with a done job still in the processing list.
+            # cannot let the process exit with a done job still in the processing list. False
+            # (logged, counted as jobs_lost) if the job was recovered from us meanwhile.
             queue.ack(payload)
 
 

@@ -18,6 +18,7 @@ from drainctl.keys import Keys
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command, Reply, Request
 from drainctl.signing import Signer
+from tests.polling import wait_for
 
 SECRET = "correct-horse-battery-staple"
 
@@ -29,15 +30,18 @@ def listener(settings: Settings) -> Iterator[ControlListener]:
     started.stop()
 
 
-def signed_request(settings: Settings, client: redis.Redis) -> bytes:
-    """A validly signed ping to the whole app, as the CLI would send it."""
+def signed_request(
+    settings: Settings, client: redis.Redis, command: Command = Command.PING, **args: object
+) -> bytes:
+    """A validly signed request (a ping by default) to the whole app, as the CLI would send it."""
     clock = ServerClock()
     clock.sync(client)
     now = clock.now()
     request_id = uuid.uuid4().hex
     request = Request(
-        command=Command.PING,
+        command=command,
         sender="test",
+        args=dict(args),
         sent_at=now,
         expires_at=now + 10,
         reply_to=Keys(settings.require_app()).reply(request_id),
@@ -76,26 +80,36 @@ def test_unsigned_or_wrongly_signed_requests_are_refused_and_logged(
     caplog: pytest.LogCaptureFixture,
     secrets: tuple[str, ...],
 ) -> None:
-    """Unsigned or wrongly signed drains are not executed; each rejection is logged, no secret."""
+    """Unsigned or wrongly signed drains are not executed; each rejection is logged, no secret.
+
+    A requester without a secret waits for the listener in vain; one with the wrong secret
+    cannot verify its heartbeat either, so it reports it as unverified and does not wait.
+    """
     caplog.set_level(logging.WARNING, logger="drainctl")
     outcome = ControlClient(settings.replace(secrets=secrets)).send(
         Command.DRAIN, args={"deadline": 0}, timeout=1
     )
-    assert [r.instance_id for r in outcome.missing] == [listener.identity.instance_id]
+    ids = [listener.identity.instance_id]
+    assert [r.instance_id for r in outcome.missing] == ([] if secrets else ids)
+    assert [r.instance_id for r in outcome.unverified] == (ids if secrets else [])
+    rejections = wait_for(
+        lambda: [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()],
+        what="the rejection logged",
+    )
     assert listener.state.value == "running"
-    rejections = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
-    assert rejections
     assert "unsigned" in rejections[0] or "bad signature" in rejections[0]
     assert all(SECRET not in r.getMessage() for r in caplog.records)
 
 
 def test_requester_refuses_unsigned_replies(settings: Settings) -> None:
-    """A requester with a secret ignores replies from a listener that signs nothing."""
+    """A requester with a secret ignores replies from a listener that signs nothing, and does
+    not wait for them: its unsigned heartbeat makes it unverified."""
     plain = ControlListener(settings=settings.replace(process_type="web")).start()
     try:
         outcome = ControlClient(settings.replace(secrets=(SECRET,))).send(Command.PING, timeout=1)
         assert not outcome.replies
-        assert [r.instance_id for r in outcome.missing] == [plain.identity.instance_id]
+        assert not outcome.missing
+        assert [r.instance_id for r in outcome.unverified] == [plain.identity.instance_id]
     finally:
         plain.stop()
 
@@ -115,6 +129,41 @@ def test_replayed_request_is_executed_once(
     assert len(replies) == 1
     Reply.decode(replies[0], functools.partial(Signer([SECRET]).verify, now=time.time()))
     redis_client.delete(reply_to)
+
+
+def test_app_wide_request_is_not_replayed_into_a_later_instance(
+    settings: Settings,
+    listener: ControlListener,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An app-wide signed drain copied into the inbox of an instance started after it was signed
+    is refused there (logged, no reply); the instance that existed when it was signed runs it."""
+    caplog.set_level(logging.WARNING, logger="drainctl")
+    raw = signed_request(settings, redis_client, Command.DRAIN, deadline=0)
+    request = Request.decode(raw)
+    clock = ServerClock()
+    clock.sync(redis_client)
+    wait_for(lambda: clock.now() > request.sent_at + 0.05, what="the clock to pass the signature")
+    later = ControlListener(settings=settings.replace(process_type="worker"), secret=SECRET)
+    later.start()
+    try:
+        for instance in (listener, later):
+            inbox = Keys(instance.identity.app).inbox(instance.identity.instance_id)
+            redis_client.rpush(inbox, raw)
+            redis_client.pexpire(inbox, 10_000)
+        refusal = wait_for(
+            lambda: [r.getMessage() for r in caplog.records if "before this" in r.getMessage()],
+            what="the later instance's refusal",
+        )
+        raws = wait_for(lambda: redis_client.lrange(request.reply_to, 0, -1), what="a reply")
+        assert [Reply.decode(r).instance_id for r in raws] == [listener.identity.instance_id]
+        assert listener.state.value == "drained"
+        assert later.state.value == "running"
+        assert "rejected a control message: signed" in refusal[0]
+    finally:
+        later.stop()
+        redis_client.delete(request.reply_to)
 
 
 def test_cli_warns_once_without_secret(settings: Settings, listener: ControlListener) -> None:

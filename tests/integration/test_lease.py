@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
 import redis
 
 from drainctl.config import Settings
 from drainctl.keys import Keys
 from drainctl.lease import Lease, Verdict, release_rank
+from tests.redis_server import RedisServer
 
 
 def make_lease(settings: Settings, client: redis.Redis, instance: str, release: str) -> Lease:
@@ -79,3 +84,37 @@ def test_a_scheduled_run_is_claimed_once_and_never_with_a_stale_token(
     assert redis_client.hget(f"drainctl:{settings.app}:clock:last", "tick") == b"4000"
     assert 0 < redis_client.pttl(f"drainctl:{settings.app}:clock:once:tick:4000") <= 60_000
     new.release_lease(new_token)
+
+
+@pytest.fixture
+def wiped_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to be wiped (the session server's data is shared)."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+def test_tokens_stay_monotonic_and_the_last_holder_comes_first_after_data_loss(
+    wiped_redis: RedisServer, app: str
+):
+    """After Redis loses everything, new tokens still exceed every earlier one (floored by the
+    server time); a standby does not take the lost lease until it may (``after_loss``), while
+    the clock that held it takes it back at once."""
+    client = redis.Redis.from_url(wiped_redis.url)
+    keys = Keys(app)
+    ttls = {"ttl": 15, "once_ttl": 60, "schedule_ttl": 60}
+    holder = Lease(client, keys, instance_id="a", release="v1", **ttls)
+    standby = Lease(client, keys, instance_id="b", release="v1", **ttls)
+    first = holder.acquire(starting=True)
+    seconds, _micros = cast("tuple[int, int]", client.time())
+    assert first.token >= seconds * 1000
+    assert standby.acquire().verdict is Verdict.STANDBY
+    client.flushall()
+    lost = standby.acquire()
+    assert (lost.verdict, lost.fresh) == (Verdict.STANDBY, True)
+    again = holder.acquire(after_loss=True)
+    assert again.verdict is Verdict.HELD
+    assert again.token > first.token
+    assert standby.acquire().verdict is Verdict.STANDBY
+    holder.release_lease(again.token)
+    client.close()

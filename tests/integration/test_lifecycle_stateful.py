@@ -107,7 +107,7 @@ def test_listener_state_machine(settings: Settings, redis_client: redis.Redis) -
         @rule()
         def lift_and_resume(self) -> None:
             """A rollback or `drainctl unfence`: delete the fence, then resume."""
-            self.store.lift([RELEASE])
+            self.store.lift([RELEASE], "deploy")
             self.key_present = False
             self.pending += push_requests(redis_client, self.listener, (Command.RESUME, {}))
             if not self.final:

@@ -99,7 +99,7 @@ def test_request_sent_while_listener_reconnects_is_delivered(
         sender.start()
         wait_for(lambda: admin.llen(client.keys.inbox(listener.identity.instance_id)) == 1)
         # Several failed reconnects must still make a single log line.
-        wait_for(lambda: listener._outage.failures >= 3)
+        wait_for(lambda: listener.outage.failures >= 3)
         admin.acl_setuser("lst", enabled=True)
         sender.join()
         assert outcome_box[0].ok

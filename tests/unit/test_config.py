@@ -69,6 +69,11 @@ def test_instance_ids_are_unique_per_start():
         (Settings(app="a"), "no process type"),
         (Settings(app="a:b", process_type="w"), "invalid app"),
         (Settings(app="a", process_type="w*"), "invalid process type"),
+        (Settings(app="demo\n", process_type="w"), r"invalid app 'demo\\n'"),
+        (Settings(app="demo", process_type="worker\n"), "invalid process type"),
+        (Settings(app="de\x00mo", process_type="w"), "invalid app"),
+        (Settings(app="demo", process_type="wor\tker"), "invalid process type"),
+        (Settings(app="\ndemo", process_type="w"), "invalid app"),
     ],
 )
 def test_identity_needs_valid_names(settings: Settings, message: str):

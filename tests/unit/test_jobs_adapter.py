@@ -139,3 +139,12 @@ def test_worker_options_default_the_process_type_to_worker():
     assert WorkerOptions(Settings(app="a")).listener_settings().process_type == "worker"
     explicit = Settings(app="a", process_type="urgent")
     assert WorkerOptions(explicit).listener_settings().process_type == "urgent"
+
+
+def test_counters_of_the_loop_show_in_the_status():
+    """A loop's own counters (e.g. jobs recovered from it, ``jobs_lost``) join the heartbeat."""
+    adapter = JobsAdapter()
+    assert "jobs_lost" not in adapter.status()
+    adapter.count("jobs_lost")
+    adapter.count("jobs_lost")
+    assert adapter.status()["jobs_lost"] == 2

@@ -195,6 +195,19 @@ def test_replayed_request_is_refused(fake: fakeredis.FakeRedis) -> None:
         Request.decode(raw, check)
 
 
+def test_request_signed_before_the_instance_started_is_refused(fake: fakeredis.FakeRedis) -> None:
+    """An instance refuses a request signed before its start (local start + the clock offset),
+    and records no nonce for it; one signed at or after its start passes."""
+    signer = Signer([SECRET])
+    clock = FixedClock(NOW)
+    clock.offset = 2.0  # the server clock runs 2 s ahead of this machine's
+    check = Gate(signer, NonceStore(fake, Keys("app"), "i1"), clock, "worker", not_before=NOW - 3)
+    with pytest.raises(Unauthenticated, match=r"signed 0\.500 s before this instance started"):
+        check(signed_body(signer, now=NOW - 1.5), "request")
+    assert fake.keys("*") == []
+    check(signed_body(signer, now=NOW - 1.0), "request")
+
+
 def test_nonce_is_kept_only_while_the_message_could_pass(fake: fakeredis.FakeRedis) -> None:
     """The nonce key expires with the request (here 5 s), not after the full skew window."""
     signer = Signer([SECRET], max_skew=60)
