@@ -461,5 +461,6 @@ def rq_worker(
     serve(list(queues), options, name=name, burst=burst, verbose=opts.verbose)
 
 
-# deploy, verify and hook live with the deploy package; importing registers them on ``main``.
+# deploy, verify and hook live with the deploy package, run with oneoff; importing registers them.
+from drainctl import oneoff_command as _oneoff_command  # noqa: E402, F401
 from drainctl.deploy import commands as _deploy_commands  # noqa: E402, F401

@@ -59,6 +59,11 @@ class Keys:
         """Hash job id -> latest run time that fired (epoch ms), written at each fire; expires."""
         return f"{self.base}clock:last"
 
+    @property
+    def clock_drained(self) -> str:
+        """When the clock holder last drained (epoch ms), for its successor's grace; expires."""
+        return f"{self.base}clock:drained"
+
     def clock_once(self, job_id: str, run_ms: int) -> str:
         """Set once when a scheduled run fires, so no second clock can fire it too; expires."""
         return f"{self.base}clock:once:{job_id}:{run_ms}"

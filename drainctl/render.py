@@ -46,6 +46,7 @@ def status_table(records: Iterable[InstanceRecord]) -> None:
     """The live instances as a table; with a secret, whether each heartbeat is signed with it."""
     records = list(records)
     checked = any(r.verified is not None for r in records)
+    details = any("lease" in r.doc or "command" in r.doc for r in records)
     rows = [
         [
             r.process_type,
@@ -56,12 +57,27 @@ def status_table(records: Iterable[InstanceRecord]) -> None:
             str(r.doc.get("in_flight", "-")),
             f"{r.doc.get('memory_mb', '-')} MB",
             f"{r.age:.1f}s" + (" STALE" if r.stale else ""),
+            *([detail_cell(r.doc)] if details else []),
             *([_signature(r)] if checked else []),
         ]
         for r in records
     ]
     headers = ["type", "dyno", "instance", "release", "state", "in flight", "memory", "last beat"]
+    headers += ["detail"] if details else []
     _table(headers + (["signature"] if checked else []), rows)
+
+
+def detail_cell(doc: dict[str, Any]) -> str:
+    """A clock's (APScheduler or Celery beat) lease standing, token and next due run; a one-off's
+    command and run time; "-" for others."""
+    if "command" in doc:
+        return f"{doc.get('command')} ({doc.get('run_s')}s)"
+    if "lease" not in doc:
+        return "-"
+    token = doc.get("fencing_token")
+    cell = str(doc.get("lease")) + (f" token {token}" if token is not None else "")
+    next_due = doc.get("next_due")
+    return cell + (f" next {next_due}" if next_due else "")
 
 
 def _signature(record: InstanceRecord) -> str:

@@ -13,11 +13,13 @@
 
 ``run`` starts the listener, installs the SIGTERM drain (main thread only; ``sigterm=False`` to
 skip) and starts the scheduler paused: it fires only while this process holds the app's clock
-lease (``drainctl.lease``), every run claimed by a once-key first. Each time it becomes the holder
+lease (``drainctl.clock``), every run claimed by a once-key first. Each time it becomes the holder
 it restores the schedule from Redis (``apscheduler_schedule``), then APScheduler fires what fell
 due in the gap by each job's own settings: ``coalesce=True`` fires the missed runs once (the
 latest), ``coalesce=False`` each of them; a run later than ``misfire_grace_time`` (APScheduler's
-default: 1 s) is reported missed and not run, so give jobs a grace covering your deploy window.
+default: 1 s) is reported missed and not run, unless the deploy delayed it: a run due while the
+clock was drained, or between the old clock's drain and this one's start, fires once if at most
+``deploy_grace`` (15 min) late (``drainctl.clock.deploy_grace``).
 Running jobs are retired through APScheduler's events (executed, error, missed).
 """
 
@@ -39,19 +41,15 @@ from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING, STATE_STOPP
 from drainctl.adapters.apscheduler_executor import ClockExecutor, InFlight, scheduled_run_time
 from drainctl.adapters.apscheduler_schedule import JobSchedule, run_ms
 from drainctl.adapters.base import DrainReport
-from drainctl.connection import REDIS_ERRORS, connect
+from drainctl.clock.core import DEFAULT_ONCE_TTL, ClockCore, ClockOptions
+from drainctl.clock.deploy_grace import DEFAULT_DEPLOY_GRACE
+from drainctl.clock.schedule_store import DEFAULT_SCHEDULE_TTL, StoredRun
 from drainctl.errors import ConfigError
-from drainctl.keys import Keys
-from drainctl.lease import Lease, LeaseKeeper, Verdict
 from drainctl.listener import ControlListener
-from drainctl.schedule_store import DEFAULT_SCHEDULE_TTL, ScheduleStore
-from drainctl.shutdown import drain_on_sigterm
 
 __all__ = ["ClockAdapter", "scheduled_run_time"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_ONCE_TTL = 24 * 3600.0
 
 
 class ClockAdapter:
@@ -59,7 +57,8 @@ class ClockAdapter:
 
     ``lease_ttl`` (default: the listener's ``Settings.lease_ttl``, 15 s, ``DRAINCTL_LEASE_TTL``)
     bounds how long a SIGKILLed clock keeps others from firing; ``once_ttl`` how long once-keys
-    live; ``schedule_ttl`` how long the persisted schedule outlives the last clock. The adapter
+    live; ``schedule_ttl`` how long the persisted schedule outlives the last clock;
+    ``deploy_grace`` how late a run delayed by a drain or deploy may still fire. The adapter
     installs its own ``default`` executor (a thread pool of ``max_workers``): jobs on other
     executors are not fenced.
     """
@@ -71,26 +70,20 @@ class ClockAdapter:
         lease_ttl: float | None = None,
         once_ttl: float = DEFAULT_ONCE_TTL,
         schedule_ttl: float = DEFAULT_SCHEDULE_TTL,
+        deploy_grace: float = DEFAULT_DEPLOY_GRACE,
         max_workers: int = 10,
     ) -> None:
         self.scheduler = scheduler
-        self.lease_ttl = lease_ttl
-        self.once_ttl = once_ttl
-        self.schedule_ttl = schedule_ttl
-        self.listener: ControlListener | None = None
-        self.lease: Lease | None = None
+        self.core = ClockCore(self, ClockOptions(lease_ttl, once_ttl, schedule_ttl, deploy_grace))
         self.schedule: JobSchedule | None = None
-        self.keeper: LeaseKeeper | None = None
-        self._cond = threading.Condition()
+        self._cond = self.core.cond
         # Held to decide whether to fire and to pause or resume the scheduler accordingly, so the
         # scheduler is paused and resumed in the order those decisions were made.
         self._acting = threading.RLock()
-        self._token: int | None = None
-        self._fenced = False
-        self._drained = False
         self._in_flight = InFlight(self._cond)
+        executor = ClockExecutor(self._claim, self._retire, self.core.grace.covers, max_workers)
         try:
-            scheduler.add_executor(ClockExecutor(self._claim, self._retire, max_workers))
+            scheduler.add_executor(executor)
         except ValueError:
             raise ConfigError(
                 "the scheduler already has a 'default' executor; let ClockAdapter install its "
@@ -100,27 +93,18 @@ class ClockAdapter:
         scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
         scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
 
+    @property
+    def listener(self) -> ControlListener | None:
+        """The listener this clock is bound to."""
+        return self.core.listener
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def bind(self, listener: ControlListener) -> None:
         """Connect to the listener's Redis and identity; ``run`` does this for you."""
-        settings = listener.settings
-        client = connect(settings, max_connections=2)
-        keys = Keys(listener.identity.app)
-        self.listener = listener
-        self.lease = Lease(
-            client,
-            keys,
-            instance_id=listener.identity.instance_id,
-            release=listener.identity.release,
-            ttl=self.lease_ttl or settings.lease_ttl,
-            once_ttl=self.once_ttl,
-            schedule_ttl=self.schedule_ttl,
-        )
-        self.schedule = JobSchedule(self.scheduler, ScheduleStore(client, keys, self.schedule_ttl))
-        self.keeper = LeaseKeeper(
-            self.lease, self._on_acquired, self._on_lost, self.schedule.follow
-        )
+        self.core.bind(listener)
+        assert self.core.store is not None
+        self.schedule = JobSchedule(self.scheduler, self.core.store)
 
     def run(
         self,
@@ -152,22 +136,12 @@ class ClockAdapter:
 
     def install_sigterm(self, *, grace: float = 30.0, margin: float = 5.0) -> None:
         """From the main thread: on SIGTERM drain, persist, release the lease, exit 0."""
-        if self.listener is None:
-            raise ConfigError("install_sigterm needs a started clock: call run() first")
-        drain_on_sigterm(
-            self.listener,
-            grace=grace,
-            margin=margin,
-            before_exit=[self._persist_hook, self._release_hook],
-        )
+        self.core.install_sigterm(grace=grace, margin=margin)
 
     def close(self) -> None:
         """Exit without a signal: persist, release the lease, stop the scheduler and listener."""
-        self._persist()
-        if self.keeper is not None:
-            self.keeper.release()
-        with self._cond:
-            self._token = None
+        self.core.persist()
+        self.core.release()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self.listener is not None:
@@ -180,22 +154,23 @@ class ClockAdapter:
         started = time.monotonic()
         finished: list[str] = []
         with self._acting:
+            self.core.drain_started()
             with self._cond:
-                self._drained = True
                 self._in_flight.recorders.append(finished)
             self._pause()
+        self.core.record_drain()
         # get_jobs() takes the scheduler's job-store lock: a pass that was submitting runs when we
         # paused has finished, and every run it submitted is registered as in flight.
         self.scheduler.get_jobs()
         with self._cond:
             self._cond.wait_for(
-                lambda: not self._in_flight.runs or not self._drained,
+                lambda: not self._in_flight.runs or not self.core.drained,
                 max(0.0, deadline - (time.monotonic() - started)),
             )
             still = self._in_flight.still_running()
-            aborted = not self._drained
+            aborted = not self.core.drained
             self._in_flight.recorders.remove(finished)
-        persisted = [] if aborted else self._persist()
+        persisted = [] if aborted else self.core.persist()
         return DrainReport(
             finished=finished,
             handed_back=persisted,
@@ -206,119 +181,65 @@ class ClockAdapter:
 
     def resume(self) -> None:
         """Fire again (if this clock holds the lease); ends a drain still waiting."""
-        with self._cond:
-            self._drained = False
-            self._cond.notify_all()
-        self._sync()
+        self.core.resumed()
 
     @property
     def accepting(self) -> bool:
         """False while drained or fenced: the listener reports its state from this."""
-        return not (self._drained or self._fenced)
+        return not (self.core.drained or self.core.fenced)
 
     def status(self) -> dict[str, Any]:
         """Runs in flight, counters, and where this clock stands with the lease."""
+        # Outside the condition: get_jobs() takes the job-store lock, which the scheduler holds
+        # while it claims runs under the condition (the other order would deadlock).
+        extra = {**self.core.status(), "next_due": self._next_due()}
         with self._cond:
             return {
                 "in_flight": len(self._in_flight.runs),
                 **self._in_flight.stats.as_dict(),
                 "missed": self._in_flight.missed,
-                "lease": self.keeper.verdict.value if self.keeper else "unbound",
-                "fencing_token": self._token,
+                **extra,
             }
 
-    # -- lease -----------------------------------------------------------------------------
+    def _next_due(self) -> str | None:
+        times = [job.next_run_time for job in self.scheduler.get_jobs() if job.next_run_time]
+        return min(times).isoformat() if times else None
+
+    # -- ClockHost: what the core asks of APScheduler -------------------------------------
 
     def _on_started(self, event: Any) -> None:
-        if self.keeper is not None:
-            self.keeper.start()
+        self.core.start()
 
-    def _on_acquired(self, token: int) -> None:
+    def restore(self, stored: dict[str, StoredRun], not_before_ms: int | None) -> None:
+        """Each time we become the holder: resume every job after its last fire."""
         assert self.schedule is not None
-        assert self.keeper is not None
-        # Taking over after Redis lost its data and the holder with it: what the holder fired
-        # since our last look is unrecorded, so fire nothing due before we saw the loss.
-        loss = self.keeper.taken_after_loss_at
-        self.schedule.restore(not_before_ms=None if loss is None else round(loss * 1000))
-        with self._cond:
-            self._token = token
-        self._sync()
+        self.schedule.restore(stored, not_before_ms)
 
-    def _on_lost(self, verdict: Verdict) -> None:
-        with self._cond:
-            self._token = None
-            self._fenced = self._fenced or verdict is Verdict.FENCED
-        self._pause()
-        if verdict is Verdict.FENCED and self.listener is not None:
-            self.listener.fence()
-
-    def _sync(self) -> None:
+    def sync_firing(self) -> None:
         """Fire exactly when holding the lease and not drained."""
         with self._acting:
-            with self._cond:
-                fire = self._token is not None and not self._drained and not self._fenced
+            fire = self.core.firing
             if fire and self.scheduler.state == STATE_PAUSED:
                 self.scheduler.resume()
             elif not fire:
                 self._pause()
+
+    def persist(self, token: int) -> list[str]:
+        """Save each job's next run time under ``token``."""
+        return [] if self.schedule is None else self.schedule.persist(token)
 
     def _pause(self) -> None:
         with self._acting:
             if self.scheduler.state == STATE_RUNNING:
                 self.scheduler.pause()
 
-    # -- persist -------------------------------------------------------------------------
-
-    def _persist(self) -> list[str]:
-        """Save each job's next run time if we hold the lease; returns ``id@time`` entries."""
-        with self._cond:
-            token = self._token
-        if self.schedule is None or token is None:
-            return []
-        try:
-            return self.schedule.persist(token)
-        except REDIS_ERRORS as exc:
-            logger.warning("could not persist the schedule: %s", exc)
-            return []
-
-    def _persist_hook(self, report: DrainReport) -> None:
-        self._persist()
-
-    def _release_hook(self, report: DrainReport) -> None:
-        if self.keeper is not None:
-            self.keeper.release()
-
     # -- runs ------------------------------------------------------------------------------
 
     def _claim(self, job: Job, run_times: list[datetime]) -> list[datetime]:
         """Called by the executor under the scheduler's lock: the run times that may fire."""
-        with self._cond:
-            token = self._token
-        if token is None or self.lease is None or self.keeper is None or self.schedule is None:
-            return []
         wanted = [run_ms(run_time) for run_time in run_times]
-        try:
-            granted = self.lease.claim(token, job.id, wanted)
-        except REDIS_ERRORS as exc:
-            logger.warning(
-                "cannot claim a run of %r (%s): pausing until Redis is back", job.id, exc
-            )
-            granted = None
-        if granted is None:
-            # Not dropped for good: the restore when we hold the lease again starts after the
-            # last run we saw fired (kept in memory too, in case Redis lost it), so APScheduler
-            # fires this run then, within its misfire grace.
-            with self._cond:
-                self._token = None
-            self._pause()
-            self.keeper.recheck()
-            return []
-        self.schedule.note(job.id, granted)
-        allowed = [rt for rt, ms in zip(run_times, wanted, strict=True) if ms in set(granted)]
-        if len(allowed) < len(run_times):
-            logger.info(
-                "job %r: %d run(s) already fired elsewhere", job.id, len(run_times) - len(allowed)
-            )
+        granted = set(self.core.claim(job.id, wanted))
+        allowed = [rt for rt, ms in zip(run_times, wanted, strict=True) if ms in granted]
         with self._cond:
             self._in_flight.add(job, allowed)
         return allowed

@@ -33,6 +33,7 @@ from drainctl.adapters.base import JobStats, RunningJob
 
 Claim = Callable[[Job, list[datetime]], list[datetime]]
 Retire = Callable[[str, list[datetime]], None]
+Covered = Callable[[int], bool]  # whether a run time (ms) gets the deploy grace
 
 _current = threading.local()
 
@@ -45,10 +46,13 @@ def scheduled_run_time() -> datetime | None:
 class ClockExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler ships no types
     """A thread pool executor that fires only the runs the adapter claims."""
 
-    def __init__(self, claim: Claim, retire: Retire, max_workers: int = 10) -> None:
+    def __init__(
+        self, claim: Claim, retire: Retire, covered: Covered, max_workers: int = 10
+    ) -> None:
         super().__init__(max_workers)
         self._claim = claim
         self._retire = retire
+        self._covered = covered
 
     def submit_job(self, job: Job, run_times: list[datetime]) -> None:
         """Claim, then submit what was granted; refused runs are dropped without an error."""
@@ -64,7 +68,7 @@ class ClockExecutor(ThreadPoolExecutor):  # type: ignore[misc]  # APScheduler sh
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         future = self._pool.submit(
-            _run_each, job, job._jobstore_alias, run_times, self._logger.name
+            _run_each, job, job._jobstore_alias, run_times, self._logger.name, self._covered
         )
         future.add_done_callback(lambda done: self._done(job.id, run_times, done))
 
@@ -144,15 +148,32 @@ class InFlight:
         self.missed += 1
 
 
+class _DeployGraced:
+    """The job as ``run_job`` sees it for a run the deploy delayed: no misfire limit of its own
+    (the deploy grace, checked before, bounds it)."""
+
+    misfire_grace_time = None
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
 def _run_each(
-    job: Job, jobstore_alias: str, run_times: list[datetime], logger_name: str
+    job: Job, jobstore_alias: str, run_times: list[datetime], logger_name: str, covered: Covered
 ) -> list[Any]:
     """APScheduler's ``run_job``, one run time at a time, with the run time made visible."""
     events: list[Any] = []
     for run_time in run_times:
         _current.run_time = run_time
+        runnable = _DeployGraced(job) if covered(run_ms(run_time)) else job
         try:
-            events += run_job(job, jobstore_alias, [run_time], logger_name)
+            events += run_job(runnable, jobstore_alias, [run_time], logger_name)
         finally:
             _current.run_time = None
     return events

@@ -8,14 +8,15 @@ Restore rules (each time a clock becomes the lease holder, before it fires):
 - a job paused in code (no next run time) stays paused; jobs Redis does not know run as scheduled;
 - jobs Redis knows but the code no longer has are dropped from Redis with a log line.
 
-APScheduler then fires what fell due, by each job's ``coalesce`` and ``misfire_grace_time``.
+APScheduler then fires what fell due, by each job's ``coalesce`` and ``misfire_grace_time``,
+except that a run the deploy delayed gets the clock-wide deploy grace (``ClockExecutor``).
 
-Each clock also remembers, in memory, the latest run that fired per job as far as it has seen:
-its own claims, and ``clock:last`` read at each standby poll. The restore starts after whichever
-is later, so a clock that takes over after Redis lost its data never fires again a run it saw
-fired. A standby taking over after Redis lost its data *and* the holder (``not_before_ms``)
-also skips every run due before it noticed the loss: the holder may have fired those after the
-standby's last look, and nothing recorded it.
+The clock core (``drainctl.clock.core``) also remembers, in memory, the latest run that fired per
+job as far as it has seen: its own claims, and ``clock:last`` read at each standby poll. The
+restore starts after whichever is later, so a clock that takes over after Redis lost its data
+never fires again a run it saw fired. A standby taking over after Redis lost its data *and* the
+holder (``not_before_ms``) also skips every run due before it noticed the loss: the holder may
+have fired those after the standby's last look, and nothing recorded it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from apscheduler.job import Job
 from apscheduler.schedulers.base import BaseScheduler
 
-from drainctl.schedule_store import ScheduleStore, StoredRun
+from drainctl.clock.schedule_store import ScheduleStore, StoredRun
 
 logger = logging.getLogger(__name__)
 
@@ -42,26 +43,11 @@ class JobSchedule:
     def __init__(self, scheduler: BaseScheduler, store: ScheduleStore) -> None:
         self.scheduler = scheduler
         self.store = store
-        self.seen: dict[str, int] = {}  # job id -> latest run time (ms) seen fired
 
-    def note(self, job_id: str, fired_ms: list[int]) -> None:
-        """Remember run times that fired (ours, or the holder's)."""
-        if fired_ms:
-            self.seen[job_id] = max(self.seen.get(job_id, 0), *fired_ms)
-
-    def follow(self) -> None:
-        """A standby reads what the holder fired, in case Redis loses it before we take over."""
-        for job_id, ms in self.store.lasts().items():
-            self.note(job_id, [ms])
-
-    def restore(self, not_before_ms: int | None = None) -> None:
-        """Apply the stored schedule to the jobs the code added (see the module docstring);
-        with ``not_before_ms``, no job resumes at or before that time."""
-        stored = self.store.load()
-        for job_id, ms in self.seen.items():
-            run = stored.get(job_id, StoredRun())
-            if run.last_ms is None or run.last_ms < ms:
-                stored[job_id] = StoredRun(run.next_ms, ms)
+    def restore(self, stored: dict[str, StoredRun], not_before_ms: int | None = None) -> None:
+        """Apply the stored schedule (merged with the fires seen in memory by the clock core)
+        to the jobs the code added (see the module docstring); with ``not_before_ms``, no job
+        resumes at or before that time."""
         jobs = {job.id: job for job in self.scheduler.get_jobs()}
         gone = sorted(stored.keys() - jobs.keys())
         for job_id in gone:

@@ -239,3 +239,58 @@ def test_sigterm_from_a_worker_thread_is_refused_before_anything_starts(settings
     assert "install_sigterm" in str(error)
     assert not scheduler.running
     assert clock.listener is None
+
+
+def test_runs_due_while_drained_fire_on_resume_despite_a_short_job_grace(
+    start_clock: StartClock,
+):
+    """Drained for 2 s with APScheduler's default 1 s misfire grace: the deploy grace fires every
+    run due meanwhile once on resume, none reported missed."""
+    fires = Fires()
+    clock = start_clock(ticking(fires, 0.2, misfire_grace_time=1, max_instances=30))
+    wait_for(lambda: len(fires) >= 3)
+    assert clock.drain(5).complete
+    drained_at = len(fires)
+    resume_after = time.time() + 2.0
+    wait_for(lambda: time.time() >= resume_after)
+    clock.resume()
+    wait_for(lambda: len(fires) >= drained_at + 14)
+    duplicates, missed = fires.grid(200)
+    assert duplicates == []
+    assert missed == []
+    assert clock.status()["missed"] == 0
+
+
+def test_runs_due_between_the_old_drain_and_the_new_start_fire_once(start_clock: StartClock):
+    """The old clock drains and exits, the new one starts 2 s later: the gap's runs fire once each
+    though the job's grace is 1 s (the old clock's drain time is left in Redis)."""
+    fires = Fires()
+    old = start_clock(ticking(fires, 0.2, misfire_grace_time=1, max_instances=30))
+    wait_for(lambda: len(fires) >= 3)
+    old.drain(5)
+    old.close()
+    last = max(fires.counts) / 1000
+    wait_for(lambda: time.time() >= last + 2.0)
+    new = start_clock(ticking(fires, 0.2, misfire_grace_time=1, max_instances=30), release="v2")
+    wait_for(lambda: max(fires.counts) / 1000 > last + 2.6)
+    duplicates, missed = fires.grid(200)
+    assert duplicates == []
+    assert missed == []
+    assert new.status()["missed"] == 0
+
+
+def test_runs_missed_without_a_drain_keep_the_job_grace(start_clock: StartClock):
+    """An old clock that stops without draining (as if killed) leaves no deploy grace: the new
+    clock reports the runs older than the job's 1 s grace as missed and does not run them."""
+    fires = Fires()
+    old = start_clock(ticking(fires, 0.2, misfire_grace_time=1, max_instances=30))
+    wait_for(lambda: len(fires) >= 3)
+    old.close()
+    last = max(fires.counts) / 1000
+    wait_for(lambda: time.time() >= last + 2.5)
+    new = start_clock(ticking(fires, 0.2, misfire_grace_time=1, max_instances=30), release="v2")
+    wait_for(lambda: new.status()["missed"] > 0 and max(fires.counts) / 1000 > last + 3.0)
+    duplicates, missed = fires.grid(200)
+    assert duplicates == []
+    assert len(missed) >= 3
+    assert new.status()["next_due"] is not None

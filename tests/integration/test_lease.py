@@ -8,13 +8,16 @@ from typing import cast
 import pytest
 import redis
 
+from drainctl.clock.lease import Lease, Verdict, release_rank
 from drainctl.config import Settings
 from drainctl.keys import Keys
-from drainctl.lease import Lease, Verdict, release_rank
+from drainctl.signing import Signer
 from tests.redis_server import RedisServer
 
 
-def make_lease(settings: Settings, client: redis.Redis, instance: str, release: str) -> Lease:
+def make_lease(
+    settings: Settings, client: redis.Redis, instance: str, release: str, secret: str | None = None
+) -> Lease:
     assert settings.app is not None
     return Lease(
         client,
@@ -24,7 +27,46 @@ def make_lease(settings: Settings, client: redis.Redis, instance: str, release: 
         ttl=15,
         once_ttl=60,
         schedule_ttl=60,
+        signer=Signer([secret]) if secret else None,
     )
+
+
+def forge_lease(settings: Settings, client: redis.Redis, release: str, rank: str) -> None:
+    """What anyone with write access could do: name a holder of a newer release, unsigned."""
+    key = Keys(settings.app or "").clock_lease
+    client.hset(key, mapping={"token": 1, "instance": "evil", "release": release, "rank": rank})
+    client.pexpire(key, 10_000)
+
+
+def test_forged_lease_holder_neither_fences_nor_blocks_a_clock_with_a_secret(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """With a secret, an unsigned holder claiming release v999 is replaced at once; without a
+    secret (the documented unauthenticated mode) it fences the v1 clock, as a real v999 would."""
+    forge_lease(settings, redis_client, "v999", "999")
+    signed = make_lease(settings, redis_client, "a", "v1", secret="s3cret")
+    assert signed.acquire().verdict is Verdict.HELD
+    forge_lease(settings, redis_client, "v1", "1")  # same release: would keep it standing by
+    assert make_lease(settings, redis_client, "b", "v1", "s3cret").acquire().verdict is (
+        Verdict.HELD
+    )
+    forge_lease(settings, redis_client, "v999", "999")
+    assert make_lease(settings, redis_client, "c", "v1").acquire().verdict is Verdict.FENCED
+    redis_client.delete(Keys(settings.app or "").clock_lease, Keys(settings.app or "").clock_fence)
+
+
+def test_signed_newer_holder_still_fences_an_older_clock(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """A genuine newer release, signed with the same secret, fences the older clock as before;
+    a wrong secret's holder counts as forged."""
+    newer = make_lease(settings, redis_client, "n", "v2", "s3cret")
+    assert newer.acquire(starting=True).verdict is Verdict.HELD
+    old = make_lease(settings, redis_client, "o", "v1", "s3cret")
+    assert old.acquire().verdict is Verdict.FENCED
+    other = make_lease(settings, redis_client, "x", "v1", "another-secret")
+    assert other.acquire().verdict is Verdict.HELD
+    redis_client.delete(Keys(settings.app or "").clock_lease, Keys(settings.app or "").clock_fence)
 
 
 def test_releases_are_ordered_by_their_trailing_number():

@@ -9,7 +9,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from drainctl.adapters.apscheduler_schedule import restored_next, run_ms
-from drainctl.schedule_store import StoredRun
+from drainctl.clock.schedule_store import StoredRun
 
 UTC = timezone.utc
 NOON = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

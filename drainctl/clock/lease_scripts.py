@@ -1,4 +1,4 @@
-"""The clock lease's Lua scripts (see ``drainctl.lease``): each decision is one atomic step.
+"""The clock lease's Lua scripts (see ``drainctl.clock.lease``): each decision is one atomic step.
 
 Fencing tokens come from ``INCR`` on a counter, floored by the Redis server time in
 milliseconds: if Redis loses its data (a restart without persistence, a failover to a replica
@@ -9,10 +9,14 @@ A free lease next to a missing counter means Redis lost its data (the counter ou
 lease by 30 days). Only a clock that is starting, or that held the lease before (``ARGV[7]``),
 takes it then; a standby answers ``standby`` with ``fresh`` and waits, so the previous holder,
 whose schedule is the most advanced, gets it back if it is alive.
+
+With a secret, ``ARGV[8]`` is the acquirer's signed identity, stored as the holder's ``sig``;
+``ARGV[9]`` names a holder ``sig`` (``-`` for none) that failed the acquirer's check: that holder
+was written by someone without the secret and is replaced at once.
 """
 
 ACQUIRE = """
-local cur = redis.call('HMGET', KEYS[1], 'token', 'instance', 'release', 'rank')
+local cur = redis.call('HMGET', KEYS[1], 'token', 'instance', 'release', 'rank', 'sig')
 local function grant()
   local now = redis.call('TIME')
   local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -25,21 +29,23 @@ local function grant()
   redis.call('EXPIRE', KEYS[2], ARGV[5])
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'token', token, 'instance', ARGV[1], 'release', ARGV[2],
-             'rank', ARGV[3], 'acquired_at', now[1] .. '.' .. string.format('%06d', now[2]))
+             'rank', ARGV[3], 'acquired_at', now[1] .. '.' .. string.format('%06d', now[2]),
+             'sig', ARGV[8])
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return {'held', token, ARGV[1], ARGV[2], ''}
+  return {'held', token, ARGV[1], ARGV[2], '', '', ARGV[3]}
 end
 if not cur[1] then
   if ARGV[7] ~= '1' and redis.call('EXISTS', KEYS[2]) == 0 then
-    return {'standby', '0', '', '', 'fresh'}
+    return {'standby', '0', '', '', 'fresh', '', ''}
   end
   return grant()
 end
 if cur[2] == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[5])  -- a long-held lease keeps its counter too
-  return {'held', cur[1], cur[2], cur[3], ''}
+  return {'held', cur[1], cur[2], cur[3], '', cur[5] or '', cur[4] or ''}
 end
+if ARGV[9] ~= '' and (cur[5] or '-') == ARGV[9] then return grant() end
 local verdict = 'standby'
 if cur[3] ~= ARGV[2] then
   if ARGV[3] ~= '' and cur[4] ~= '' and cur[4] then
@@ -51,7 +57,7 @@ if cur[3] ~= ARGV[2] then
     verdict = 'fenced'
   end
 end
-return {verdict, cur[1], cur[2], cur[3], ''}
+return {verdict, cur[1], cur[2], cur[3], '', cur[5] or '', cur[4] or ''}
 """
 
 RELEASE = """
