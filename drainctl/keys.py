@@ -95,3 +95,12 @@ class Keys:
     def history(self) -> str:
         """Stream of finished deploys, capped (MAXLEN ~); its TTL is renewed by each append."""
         return f"{self.base}deploy:history"
+
+    def deploy_awaiting(self, release: str) -> str:
+        """A release phase's drained deploy of ``release``, awaiting the new instances'
+        confirmation (JSON); deleted by the instance that confirms it, expires regardless."""
+        return f"{self.base}deploy:awaiting:{release}"
+
+    def deploy_confirm(self, deploy_id: str) -> str:
+        """Which instance confirms a release-phase deploy (SET NX); deleted by it, expires."""
+        return f"{self.base}deploy:confirm:{deploy_id}"

@@ -136,6 +136,11 @@ class ControlListener:
         )
         if self.gate is None:
             logger.warning("no DRAINCTL_SECRET: control messages are unauthenticated")
+        # A release phase may await this release's verdict (deploy/ sits above the listener);
+        # a daemon thread that never raises or blocks, and ends when the listener stops.
+        from drainctl.deploy.confirm import confirm_in_background
+
+        confirm_in_background(self.redis, self.settings, self.identity, self._stopping)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

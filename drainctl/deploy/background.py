@@ -13,15 +13,15 @@ from pathlib import Path
 
 from drainctl.channel import ControlClient
 from drainctl.connection import translate_outage
-from drainctl.deploy import history
-from drainctl.deploy.lock import VERIFY_PHASE, DeployLock, Holder, read_holder, server_now
+from drainctl.deploy import awaiting, confirm, history
+from drainctl.deploy.lock import DeployLock, Holder, read_holder, server_now
 from drainctl.deploy.orchestrator import verify_release
 from drainctl.deploy.plan import read_procfile, target_types
 from drainctl.deploy.progress import Reporter
 from drainctl.deploy.result import DeployResult
 from drainctl.deploy.undo import lift_and_resume, undo_hint
 from drainctl.deploy.verify import NewRelease, VerifySpec
-from drainctl.errors import DeployLocked, DrainctlError, VerifyFailed
+from drainctl.errors import DrainctlError, VerifyFailed
 from drainctl.fence import FenceStore
 from drainctl.signing import Signer
 
@@ -44,7 +44,16 @@ class VerifyRequest:
 
 def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter) -> DeployResult:
     """Verify; raises VerifyFailed unless the release is up (or, with resume_if_not_deployed,
-    nothing was deployed and the old release was resumed: then ``result.noop``)."""
+    nothing was deployed and the old release was resumed: then ``result.noop``).
+
+    For a release deployed by ``drainctl release-phase``, the verdict its own instances recorded
+    is the answer; while they are still at it, this watches with the release phase's numbers.
+    """
+    if request.release is not None and request.deploy_id is None:
+        confirmed = _confirmed(client, request.release, reporter)
+        if confirmed is not None:
+            return confirmed
+        request = _awaited(client, request)
     new = NewRelease(commit=request.commit, release=request.release, old_instances=request.drained)
     spec = VerifySpec(
         new=new,
@@ -75,6 +84,38 @@ def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter
     return result
 
 
+def _confirmed(client: ControlClient, release: str, reporter: Reporter) -> DeployResult | None:
+    """The verdict the instances of ``release`` recorded; raises VerifyFailed if it failed."""
+    with translate_outage(client.settings):
+        record = confirm.recorded_verdict(client, release)
+    if record is None:
+        return None
+    result = DeployResult(
+        commit=str(record.get("commit") or ""), verdict=record.get("verify") or {}
+    )
+    reporter.note(
+        f"release {release} was confirmed by {record.get('who')} for release-phase deploy "
+        f"{record.get('id')}: {record.get('verdict')}"
+    )
+    if record.get("error"):
+        raise VerifyFailed(str(record["error"]))
+    return result
+
+
+def _awaited(client: ControlClient, request: VerifyRequest) -> VerifyRequest:
+    """The release phase's expected counts and drained instances, if it awaits ``release``."""
+    with translate_outage(client.settings):
+        signer = Signer.from_settings(client.settings)
+        record = awaiting.read(client.client, client.app, request.release or "", signer)
+    if record is None or request.expect:
+        return request
+    return replace(
+        request,
+        expect=dict(record.expect),
+        drained=request.drained | frozenset(record.drained),
+    )
+
+
 def _adopt(
     client: ControlClient, request: VerifyRequest, signer: Signer | None
 ) -> DeployLock | None:
@@ -82,19 +123,8 @@ def _adopt(
     if request.deploy_id is None:
         return None
     with translate_outage(client.settings):
-        current = read_holder(client.client, client.app, signer)
         mine = Holder.me(request.deploy_id, request.commit or "", server_now(client.client))
-        if current is not None and current.deploy_id == request.deploy_id:
-            mine = current
-        lock = DeployLock(client.client, client.app, replace(mine, phase=VERIFY_PHASE), signer)
-        if current is not None:
-            lock.refresh()  # another deploy's already: lost, and this verify stops at once
-            return lock
-        try:  # the hand-over expired before this verify started: take it back
-            lock.acquire()
-        except DeployLocked:
-            lock.lost.set()
-    return lock
+        return DeployLock.adopt(client.client, client.app, mine, signer)
 
 
 def _with_undo(client: ControlClient, exc: VerifyFailed) -> VerifyFailed:

@@ -1,4 +1,5 @@
-"""The click commands ``deploy``, ``verify`` and ``hook``: parse, call the library, render.
+"""The click commands ``deploy``, ``release-phase``, ``verify``, ``unfence`` and ``history``:
+parse, call the library, render (``hook`` is in ``hook_commands``).
 
 Registered on the ``drainctl`` group by ``drainctl.cli``; like it, they import the library only
 when they run.
@@ -7,6 +8,7 @@ when they run.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -69,32 +71,45 @@ def verify_options(func: Any) -> Any:
     return func
 
 
+def drain_options(func: Any) -> Any:
+    """Options shared by ``deploy`` and ``release-phase``: how to drain and fence."""
+    for option in reversed(
+        [
+            seconds_option(
+                "--drain-deadline",
+                default=25.0,
+                show_default=True,
+                help="Seconds each instance may wait for its work in flight.",
+            ),
+            seconds_option(
+                "--ack-timeout",
+                help="Seconds to wait for every acknowledgement [default: deadline + 5].",
+            ),
+            seconds_option(
+                "--fence-ttl",
+                default=900.0,
+                show_default=True,
+                help="Seconds after which the fence lifts itself if the deploy never returns "
+                "(release-phase: if the new release never starts).",
+            ),
+            seconds_option(
+                "--wait-lock",
+                default=0.0,
+                help="Seconds to wait while another deploy of the app holds the deploy lock "
+                "[default: 0, exit 7 at once].",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command()
 @verify_options
 @click.option("--remote", default="heroku", show_default=True, help="The git remote to push to.")
 @click.option("--ref", default="HEAD:main", show_default=True, help="What to push, as git push.")
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
-@seconds_option(
-    "--drain-deadline",
-    default=25.0,
-    show_default=True,
-    help="Seconds each instance may wait for its work in flight.",
-)
-@seconds_option(
-    "--ack-timeout", help="Seconds to wait for every acknowledgement [default: deadline + 5]."
-)
-@seconds_option(
-    "--fence-ttl",
-    default=900.0,
-    show_default=True,
-    help="Seconds after which the fence lifts itself if the deploy never returns.",
-)
-@seconds_option(
-    "--wait-lock",
-    default=0.0,
-    help="Seconds to wait while another deploy of the app holds the deploy lock [default: 0, "
-    "exit 7 at once].",
-)
+@drain_options
 @click.option("--allow-empty", is_flag=True, help="Push even with no instance to drain.")
 @click.pass_obj
 @handle_errors
@@ -104,25 +119,67 @@ def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
 
     from drainctl.deploy.orchestrator import Deployment
     from drainctl.deploy.plan import DeployOptions
-    from drainctl.errors import DrainctlError, interrupt_code
 
     as_json = as_json or opts.json
     options["process_types"] = options.pop("process_type")
     reporter = _reporter(as_json)
     deployment = Deployment(_client(opts, app), DeployOptions(**options), reporter, Path.cwd())
+    _run_recorded(deployment, deployment.run, as_json, lambda: _after_interrupt(deployment))
+
+
+@main.command("release-phase")
+@verify_options
+@drain_options
+@click.pass_obj
+@handle_errors
+def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
+    """Drain the old release from the platform's release phase (Procfile `release:`).
+
+    Reads REDIS_URL, DRAINCTL_SECRET and the release being deployed (DRAINCTL_RELEASE, else
+    HEROKU_RELEASE_VERSION or HEROKU_SLUG_COMMIT) from the environment; exits non-zero (the
+    platform keeps the old release) after resuming everyone if a drain fails. The new release's
+    instances verify it and record the verdict: `drainctl history`.
+    """
+    from pathlib import Path
+
+    from drainctl.deploy import release_phase as phase
+    from drainctl.deploy.plan import DeployOptions
+
+    as_json = as_json or opts.json
+    options["process_types"] = options.pop("process_type")
+    reporter = _reporter(as_json)
+    # Nothing to drain is normal here (the first release, a scaled-down app): never refuse it.
+    options["allow_empty"] = True
+    deployment = phase.release_phase(
+        _client(opts, app), DeployOptions(**options), reporter, Path.cwd()
+    )
+    _run_recorded(
+        deployment,
+        lambda: phase.run(deployment),
+        as_json,
+        lambda: "the fence was lifted and the app resumed",
+    )
+
+
+def _run_recorded(
+    deployment: Any, run: Callable[[], Any], as_json: bool, after_interrupt: Callable[[], str]
+) -> None:
+    """Run a deploy entry point; record it in the history and print ``--json`` whatever happens."""
+    from drainctl.errors import DrainctlError, interrupt_code
+
     code, error = 0, None
     try:
-        deployment.run()
+        run()
     except KeyboardInterrupt as exc:
-        reporter.close()
+        deployment.reporter.close()
         code, error = interrupt_code(exc), "interrupted"
-        click.echo(f"drainctl: interrupted; {_after_interrupt(deployment)}", err=True)
+        click.echo(f"drainctl: interrupted; {after_interrupt()}", err=True)
         raise
     except DrainctlError as exc:
         code, error = exc.exit_code, str(exc)
         raise
     finally:
-        reporter.close()
+        deployment.reporter.close()
         if deployment.lock is not None:  # a deploy stopped at the lock is no deploy of its own
             deployment.record(code, error)
         deployment.result.exit_code, deployment.result.error = code, error
@@ -257,55 +314,5 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-@main.group()
-def hook() -> None:
-    """The git pre-push hook: drain before every push to the deploy remote."""
-
-
-@hook.command()
-@click.option("--remote", default="heroku", show_default=True, help="Act on pushes to it only.")
-@click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
-@seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
-@seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
-@seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
-@seconds_option("--stable-for", help="Seconds each new instance must run [10].")
-@handle_errors
-def install(remote: str, app: str | None, **timings: float | None) -> None:
-    """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
-    from drainctl.deploy.githook import install as install_hook
-
-    extra = ["--app", app] if app else []
-    chosen = [
-        str(part)
-        for name, value in timings.items()
-        if value is not None
-        for part in (f"--{name.replace('_', '-')}", value)
-    ]
-    click.echo(install_hook(remote, extra, chosen))
-
-
-@hook.command()
-@handle_errors
-def uninstall() -> None:
-    """Remove the hook and restore the one it chained, if any."""
-    from drainctl.deploy.githook import uninstall as uninstall_hook
-
-    click.echo(uninstall_hook())
-
-
-@hook.command(hidden=True)
-@click.argument("args", nargs=-1)
-@click.option("--remote", default="heroku")
-@seconds_option("--drain-deadline", default=25.0)
-@seconds_option("--ack-timeout")
-@seconds_option("--verify-timeout", default=120.0)
-@seconds_option("--stable-for", default=10.0)
-@click.pass_obj
-@handle_errors
-def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:
-    """What git runs: chained hook, then drain (blocking the push on failure), then verify."""
-    from drainctl.deploy.hookrun import run_hook
-    from drainctl.deploy.progress import PlainReporter
-
-    reporter = PlainReporter(sys.stderr)
-    sys.exit(run_hook(opts.settings(), list(args), remote, options, reporter))
+# The hook commands live beside these; importing registers them on ``main``.
+from drainctl.deploy import hook_commands as _hook_commands  # noqa: E402, F401

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.connection import ServerClock, translate_outage
-from drainctl.deploy.plan import DeployOptions, Plan, gone_reason
+from drainctl.deploy.lock import server_now
+from drainctl.deploy.plan import DeployOptions, Plan, gone_reason, older_than
 from drainctl.deploy.progress import Reporter, Row
 from drainctl.deploy.result import DeployResult
+from drainctl.deploy.undo import undo_hint
 from drainctl.errors import DrainctlError, NotAcknowledged
-from drainctl.fence import Fence, FenceStore
+from drainctl.fence import KEPT_FENCE_TTL, Fence, FenceStore
 from drainctl.protocol import Command
 from drainctl.registry import InstanceRecord
 
 POLL = 0.2
 NEWCOMER_ROUNDS = 3
+# Drains sent at once when instances are addressed one by one.
+MAX_PARALLEL = 32
 
 
 class Drainer:
@@ -55,7 +60,7 @@ class Drainer:
             "fences": self._set_fences(plan, deploy_id),
         }
         self.skipped = frozenset(r.instance_id for r in plan.stale)
-        outcome = self._drain_watched(Target(process_types=frozenset(plan.process_types)), args)
+        outcome = self._drain_planned(plan, args)
         for _ in range(NEWCOMER_ROUNDS):  # instances that started after the plan was made
             newcomers = self._newcomers(plan, outcome)
             if not newcomers:
@@ -67,9 +72,10 @@ class Drainer:
         self._account(outcome)
         self._note_drained(plan, outcome)
         if not outcome.ok:
+            undeployed = f"{plan.release} is not deployed" if plan.release else "nothing was pushed"
             raise NotAcknowledged(
                 f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
-                "nothing was pushed and the app was resumed"
+                f"{undeployed} and the app was resumed"
             )
 
     def _skip_stale(self, plan: Plan) -> None:
@@ -98,10 +104,28 @@ class Drainer:
             ]
             for fence in fences:
                 self.fences.set(fence, self.options.fence_ttl)
-            # Where the release is the commit (HEROKU_SLUG_COMMIT), rolling back to a commit
-            # fenced by an earlier deploy must not bring the new instances up drained.
-            self.fences.lift_any([plan.commit])
+            # Where the release is the commit (HEROKU_SLUG_COMMIT) or an image tag, rolling back
+            # to one fenced by an earlier deploy must not bring the new instances up drained.
+            self.fences.lift_any([name for name in (plan.commit, plan.release) if name])
         return [fence.as_arg() for fence in fences]
+
+    def _drain_planned(self, plan: Plan, args: dict[str, Any]) -> Outcome:
+        """One drain to the targeted types; by instance (at once) when some instance of those
+        types is not to be drained (the release phase: one of the new or a newer release)."""
+        by_type = Target(process_types=frozenset(plan.process_types))
+        planned = {r.instance_id for r in plan.instances}
+        live = self.client.live(frozenset(plan.process_types))
+        # Stale instances get the drain by type too, unawaited (see _drain_watched).
+        if all(r.instance_id in planned | self.skipped for r in live) or not planned:
+            return self._drain_watched(by_type, args)
+        targets = [Target(instance_id=instance_id) for instance_id in sorted(planned)]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(targets))) as pool:
+            outcomes = list(pool.map(lambda target: self._drain_watched(target, args), targets))
+        merged = Outcome(Command.DRAIN)
+        for each in outcomes:
+            merged.replies += each.replies
+            merged.missing += each.missing
+        return merged
 
     def _drain_watched(self, target: Target, args: dict[str, Any]) -> Outcome:
         """Send the drain in a thread; meanwhile show heartbeat states as they change."""
@@ -149,7 +173,9 @@ class Drainer:
         return [
             r.instance_id
             for r in self.client.live(frozenset(plan.process_types))
-            if r.instance_id not in known and r.doc.get("state") != "drained"
+            if r.instance_id not in known
+            and r.doc.get("state") != "drained"
+            and (plan.release is None or older_than(str(r.doc.get("release")), plan.release))
         ]
 
     def _account(self, outcome: Outcome) -> None:
@@ -167,4 +193,40 @@ class Drainer:
         self.drained_ids |= {r.instance_id for r in outcome.missing}
         with contextlib.suppress(DrainctlError):
             live = self.client.live(frozenset(plan.process_types))
-            self.drained_ids |= {r.instance_id for r in live if r.doc.get("state") == "drained"}
+            self.drained_ids |= {
+                r.instance_id
+                for r in live
+                if r.doc.get("state") == "drained"
+                and (plan.release is None or older_than(str(r.doc.get("release")), plan.release))
+            }
+
+
+def keep_fences(
+    client: ControlClient,
+    fences: FenceStore,
+    releases: tuple[str, ...],
+    deploy_id: str,
+    *,
+    types: tuple[str, ...],
+    drain_deadline: float,
+    reporter: Reporter,
+    ttl: float = KEPT_FENCE_TTL,
+) -> str | None:
+    """Extend this deploy's fences on ``releases`` to ``ttl`` (a day after a release: its zombies
+    never resume); the command that undoes them, if any. A fence found gone is written again."""
+    with translate_outage(client.settings):
+        now = server_now(client.client)
+        for release in releases:
+            if fences.keep(release, deploy_id, now, ttl):
+                continue
+            if fences.get(release) is not None:
+                reporter.note(f"warning: the fence on {release} is another deploy's")
+                continue
+            # Deleted or evicted mid-deploy: the instances holding it stay drained, but one that
+            # restarts would not know; write it again, and say so.
+            reporter.note(
+                f"warning: the fence on {release} vanished during the deploy (deleted, or "
+                "evicted: see `drainctl doctor`); written again"
+            )
+            fences.set(Fence(release, types, now + ttl, deploy_id, drain_deadline), ttl)
+    return undo_hint(client.app, releases) if releases else None

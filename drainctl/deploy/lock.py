@@ -15,6 +15,7 @@ import contextlib
 import getpass
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -73,7 +74,11 @@ class Holder:
     @classmethod
     def me(cls, deploy_id: str, commit: str, started: float) -> Holder:
         """This process's user@host as the holder."""
-        return cls(deploy_id, f"{getpass.getuser()}@{socket.gethostname()}", commit, started)
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # a container's arbitrary uid: no USER, no passwd entry
+            user = f"uid{os.getuid()}"
+        return cls(deploy_id, f"{user}@{socket.gethostname()}", commit, started)
 
     def describe(self, now: float) -> str:
         """One line: ``deploy ID by user@host of COMMIT, started N s ago (phase)``."""
@@ -125,6 +130,25 @@ class DeployLock:
         self._owned = client.register_script(_OWNED)
         self.lost = threading.Event()
         self._next_check = 0.0
+
+    @classmethod
+    def adopt(
+        cls, client: redis.Redis, app: str, mine: Holder, signer: Signer | None = None
+    ) -> DeployLock:
+        """Hold a lock handed over by the deploy ``mine.deploy_id`` (phase verify): taken back if
+        the hand-over expired meanwhile; already ``lost`` when another deploy holds it now."""
+        current = read_holder(client, app, signer)
+        if current is not None and current.deploy_id == mine.deploy_id:
+            mine = current
+        lock = cls(client, app, replace(mine, phase=VERIFY_PHASE), signer)
+        if current is not None:
+            lock.refresh()  # another deploy's already: lost, and the verify stops at once
+            return lock
+        try:
+            lock.acquire()
+        except DeployLocked:
+            lock.lost.set()
+        return lock
 
     def acquire(self, wait: float = 0.0) -> Holder | None:
         """Take the lock, waiting up to ``wait`` seconds; the background verify it took over

@@ -21,12 +21,13 @@ from typing import Any
 from drainctl.channel import ControlClient
 from drainctl.connection import translate_outage
 from drainctl.deploy import gitrepo, history
-from drainctl.deploy.draining import Drainer
+from drainctl.deploy.draining import Drainer, keep_fences
 from drainctl.deploy.lock import VERIFY_PHASE, DeployLock, Holder, server_now
 from drainctl.deploy.plan import (
     DeployOptions,
+    IncomingSource,
     Plan,
-    local_commit,
+    from_git,
     make_plan,
     read_procfile,
     target_types,
@@ -35,10 +36,10 @@ from drainctl.deploy.progress import Reporter, Row, counts_text, seen_state
 from drainctl.deploy.push import push_command, run_push
 from drainctl.deploy.result import DeployResult
 from drainctl.deploy.signals import interrupt_on_sigterm
-from drainctl.deploy.undo import lift_and_resume, undo_hint
+from drainctl.deploy.undo import lift_and_resume
 from drainctl.deploy.verify import NewRelease, Verdict, VerifySpec, watch
 from drainctl.errors import ConfigError, DrainctlError, VerifyFailed
-from drainctl.fence import KEPT_FENCE_TTL, Fence, FenceStore
+from drainctl.fence import FenceStore
 from drainctl.signing import Signer
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ __all__ = ["DeployResult", "Deployment", "lift_and_resume", "verify_release"]
 
 
 class Deployment:
-    """One run of ``drainctl deploy`` (or the pre-push hook's part of one, ``source="hook"``)."""
+    """One deploy: ``drainctl deploy`` runs all of it; the pre-push hook (``source="hook"``) and
+    the release phase (``source="release-phase"``, ``incoming`` from the environment) run
+    ``prepare`` and hand the rest over (to a background verify, to the new release's instances).
+    """
 
     def __init__(
         self,
@@ -58,13 +62,16 @@ class Deployment:
         options: DeployOptions,
         reporter: Reporter,
         cwd: Path,
+        *,
         source: str = "deploy",
+        incoming: IncomingSource = from_git,
     ) -> None:
         self.client = client
         self.options = options
         self.reporter = reporter
         self.cwd = cwd
         self.source = source
+        self.incoming = incoming
         self.signer = Signer.from_settings(client.settings)
         self.fences = FenceStore(client.client, client.app, self.signer)
         self.result = DeployResult()
@@ -99,7 +106,7 @@ class Deployment:
         was drained.
         """
         plan: Plan = self._timed("plan", self.plan)
-        if self._already_live():
+        if self._already_live(plan):
             self._lift_stale_fences(plan)
             self._noop()
             return None
@@ -151,14 +158,15 @@ class Deployment:
 
     def plan(self) -> Plan:
         """Check git, take the deploy lock, read the Procfile, list the live instances."""
-        root, commit = local_commit(self.options, self.cwd)
-        self.result.commit = commit
+        incoming = self.incoming(self.options, self.cwd)
+        commit = self.result.commit = incoming.commit
         self._lock(commit)
         live = self.client.live()
-        types = target_types(self.options.process_types, read_procfile(root / "Procfile"), live)
-        plan = make_plan(commit, types, live)
+        types = target_types(self.options.process_types, read_procfile(incoming.procfile), live)
+        plan = make_plan(commit, types, live, incoming.release)
         self.result.from_releases = plan.releases
-        self.reporter.step("plan", f"drain {counts_text(plan.counts())}; push {commit[:12]}")
+        to = f"release {plan.release}" if plan.release else f"push {commit[:12]}"
+        self.reporter.step("plan", f"drain {counts_text(plan.counts())}; {to}")
         self.reporter.rows([Row.of_record(r) for r in plan.instances])
         for missing in plan.missing_types:
             self.reporter.note(f"warning: no live {missing} instance to drain")
@@ -230,9 +238,10 @@ class Deployment:
         if before is not None:
             self.reporter.note(f"took the deploy lock over from a background verify: {before.who}")
 
-    def _already_live(self) -> bool:
-        """Whether the remote's branch is at the commit already (unknown with --push-cmd)."""
-        if self.options.push_cmd is not None:
+    def _already_live(self, plan: Plan) -> bool:
+        """Whether the remote's branch is at the commit already (unknown with --push-cmd; the
+        release phase runs because the platform already has it)."""
+        if self.options.push_cmd is not None or plan.release is not None:
             return False
         head = gitrepo.remote_head(self.options.remote, self.options.ref, self.cwd)
         return head == self.result.commit
@@ -258,31 +267,14 @@ class Deployment:
 
     def _keep_fences(self, plan: Plan) -> None:
         """The old release's zombies never resume: keep this deploy's fences for a day."""
-        with translate_outage(self.client.settings):
-            now = server_now(self.client.client)
-            for release in plan.releases:
-                if self.fences.keep(release, self.deploy_id, now):
-                    continue
-                if self.fences.get(release) is not None:
-                    self.reporter.note(f"warning: the fence on {release} is another deploy's")
-                    continue
-                # Deleted or evicted mid-deploy: the instances holding it stay drained, but one
-                # that restarts would not know; write it again, and say so.
-                self.reporter.note(
-                    f"warning: the fence on {release} vanished during the deploy (deleted, or "
-                    "evicted: see `drainctl doctor`); written again"
-                )
-                self.fences.set(self._kept_fence(plan, release, now), KEPT_FENCE_TTL)
-        if plan.releases:
-            self.result.undo = undo_hint(self.client.app, plan.releases)
-
-    def _kept_fence(self, plan: Plan, release: str, now: float) -> Fence:
-        return Fence(
-            release,
-            plan.process_types,
-            now + KEPT_FENCE_TTL,
+        self.result.undo = keep_fences(
+            self.client,
+            self.fences,
+            plan.releases,
             self.deploy_id,
-            self.options.drain_deadline,
+            types=plan.process_types,
+            drain_deadline=self.options.drain_deadline,
+            reporter=self.reporter,
         )
 
     def _verify_or_resume(self, plan: Plan) -> Verdict:

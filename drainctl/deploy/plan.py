@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from drainctl.registry import InstanceRecord
 # release runs once per deploy.
 NOT_DRAINED = frozenset({"web", "release"})
 UNKNOWN_RELEASE = "unknown"
+_NUMBERED = re.compile(r"^v(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,21 @@ class DeployOptions:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """What a deploy brings: its commit, its Procfile, and its release name when known before it
+    runs (the release phase knows it; a push learns it from the new instances)."""
+
+    commit: str
+    procfile: Path
+    release: str | None = None
+
+
+# How an entry point learns what it deploys (git for deploy and the hook, the environment for the
+# release phase); called once the deploy options are known.
+IncomingSource = Callable[["DeployOptions", Path], Incoming]
+
+
+@dataclass(frozen=True)
 class Plan:
     """What the deploy will do, decided before anything is touched."""
 
@@ -53,6 +71,8 @@ class Plan:
     missing_types: tuple[str, ...]
     # Targeted instances already known gone (stale beat, dead process): not waited for.
     stale: tuple[InstanceRecord, ...] = ()
+    # The new release's name, when known beforehand (the release phase).
+    release: str | None = None
 
     @property
     def releases(self) -> tuple[str, ...]:
@@ -110,9 +130,26 @@ def gone_reason(record: InstanceRecord) -> str | None:
     return None
 
 
-def make_plan(commit: str, types: tuple[str, ...], live: list[InstanceRecord]) -> Plan:
-    """The plan from the pushed commit, the target types and the live instances."""
-    targeted = [r for r in live if r.process_type in types]
+def older_than(release: str, new: str) -> bool:
+    """Whether an instance of ``release`` is replaced by ``new``: ``v41`` by ``v42`` (and not by
+    ``v40``: a newer release may already run); releases without a number, any other one."""
+    numbered, newest = _NUMBERED.match(release), _NUMBERED.match(new)
+    if numbered and newest:
+        return int(numbered.group(1)) < int(newest.group(1))
+    return release != new
+
+
+def make_plan(
+    commit: str, types: tuple[str, ...], live: list[InstanceRecord], release: str | None = None
+) -> Plan:
+    """Pure: the plan from the incoming commit (and release, if known), the target types and the
+    live instances; with a release, only instances of older releases are drained."""
+    targeted = [
+        r
+        for r in live
+        if r.process_type in types
+        and (release is None or older_than(str(r.doc.get("release")), release))
+    ]
     instances = tuple(r for r in targeted if gone_reason(r) is None)
     present = {r.process_type for r in instances}
     return Plan(
@@ -121,6 +158,7 @@ def make_plan(commit: str, types: tuple[str, ...], live: list[InstanceRecord]) -
         instances=instances,
         missing_types=tuple(t for t in types if t not in present),
         stale=tuple(r for r in targeted if gone_reason(r) is not None),
+        release=release,
     )
 
 
@@ -130,3 +168,9 @@ def local_commit(options: DeployOptions, cwd: Path | None = None) -> tuple[Path,
     if options.push_cmd is None:
         gitrepo.check_remote(options.remote, root)
     return root, gitrepo.resolve(options.ref, root)
+
+
+def from_git(options: DeployOptions, cwd: Path) -> Incoming:
+    """What ``deploy`` and the pre-push hook push: a commit of the work tree around ``cwd``."""
+    root, commit = local_commit(options, cwd)
+    return Incoming(commit=commit, procfile=root / "Procfile")

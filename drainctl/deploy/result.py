@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The one-word verdict of a finished deploy (superseded: a newer deploy took over its verify).
+# The one-word verdict of a finished deploy (superseded: a newer deploy took over its verify;
+# awaiting: a release phase drained, and the new release's instances will confirm it).
 OK, NOOP, FAILED, INTERRUPTED, SUPERSEDED = "ok", "noop", "failed", "interrupted", "superseded"
+AWAITING = "awaiting"
 
 
 @dataclass
@@ -28,16 +30,22 @@ class DeployResult:
     from_releases: tuple[str, ...] = ()
     # What the user should run to undo a fence this deploy left in place, if any.
     undo: str | None = None
+    # The release deployed, when known before any instance of it runs (the release phase).
+    to_releases: tuple[str, ...] = ()
+    # The release phase is done; the verdict is left to the new release's instances.
+    awaiting: bool = False
 
     @property
     def outcome(self) -> str:
-        """``ok``, ``noop``, ``failed``, ``interrupted`` or ``superseded``."""
+        """``ok``, ``noop``, ``failed``, ``interrupted``, ``superseded`` or ``awaiting``."""
         if self.exit_code in (130, 143):
             return INTERRUPTED
         if self.verdict.get("stopped"):
             return SUPERSEDED
         if self.exit_code:
             return FAILED
+        if self.awaiting:
+            return AWAITING
         return NOOP if self.noop else OK
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,7 +73,7 @@ class DeployResult:
             "who": who,
             "source": source,
             "from": list(self.from_releases),
-            "to": self.verdict.get("releases", []),
+            "to": self.verdict.get("releases") or list(self.to_releases),
             "commit": self.commit,
             "phases_s": {k: round(v, 3) for k, v in self.phases_s.items()},
             "verdict": self.outcome,

@@ -18,6 +18,7 @@ from drainctl.localplatform.layout import (
     config_dict,
     write_json,
 )
+from drainctl.localplatform.release_phase import run_release_phase
 
 DEPLOYED_BRANCHES = ("refs/heads/main", "refs/heads/master")
 LAUNCH_TIMEOUT = 30.0
@@ -61,6 +62,10 @@ def post_receive(layout: Layout, lines: list[str], out: TextIO) -> int:
         path=str(layout.releases / f"v{(current.version if current else 0) + 1}"),
     )
     _check_out(commit, Path(release.path))
+    code = run_release_phase(layout, release, out)
+    if code != 0:
+        out.write(f"-----> release phase failed (exit {code}): {release.name} not deployed\n")
+        return 1
     write_json(layout.release_file, release.__dict__)
     out.write(f"-----> Released {release.name} ({commit[:7]}); launching...\n")
     out.flush()

@@ -130,6 +130,8 @@ class Supervisor:
         self.current = release
         crasher = f"'{self.config.python}' -m drainctl.localplatform.crasher"
         for process_type, line in read_procfile(Path(release.path) / "Procfile").items():
+            if process_type == "release":  # run once per push, by the release phase
+                continue
             command = crasher if process_type == faults.get("crash") else line
             for index in range(1, self.config.scale.get(process_type, 1) + 1):
                 dyno = Dyno(process_type, index, release, command)

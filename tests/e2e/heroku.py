@@ -105,6 +105,18 @@ class LocalHeroku:
         )
         return done.stdout.strip()
 
+    def git_result(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run git in the app's work tree; the completed process, whatever its exit code."""
+        return subprocess.run(
+            ["git", *args],
+            cwd=self.src,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def commit(self, message: str) -> str:
         """Commit a change to the app; returns the new commit's sha."""
         (self.src / "VERSION").write_text(message + "\n")

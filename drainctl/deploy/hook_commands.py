@@ -1,0 +1,68 @@
+"""The click commands ``drainctl hook install|uninstall|run``: the git pre-push hook.
+
+Registered on the ``drainctl`` group when ``drainctl.deploy.commands`` is imported; like every
+command, they import the library only when they run.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from drainctl.cli import Options, handle_errors, main, seconds_option
+
+
+@main.group()
+def hook() -> None:
+    """The git pre-push hook: drain before every push to the deploy remote."""
+
+
+@hook.command()
+@click.option("--remote", default="heroku", show_default=True, help="Act on pushes to it only.")
+@click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
+@seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
+@seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
+@seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
+@seconds_option("--stable-for", help="Seconds each new instance must run [10].")
+@handle_errors
+def install(remote: str, app: str | None, **timings: float | None) -> None:
+    """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
+    from drainctl.deploy.githook import install as install_hook
+
+    extra = ["--app", app] if app else []
+    chosen = [
+        str(part)
+        for name, value in timings.items()
+        if value is not None
+        for part in (f"--{name.replace('_', '-')}", value)
+    ]
+    click.echo(install_hook(remote, extra, chosen))
+
+
+@hook.command()
+@handle_errors
+def uninstall() -> None:
+    """Remove the hook and restore the one it chained, if any."""
+    from drainctl.deploy.githook import uninstall as uninstall_hook
+
+    click.echo(uninstall_hook())
+
+
+@hook.command(hidden=True)
+@click.argument("args", nargs=-1)
+@click.option("--remote", default="heroku")
+@seconds_option("--drain-deadline", default=25.0)
+@seconds_option("--ack-timeout")
+@seconds_option("--verify-timeout", default=120.0)
+@seconds_option("--stable-for", default=10.0)
+@click.pass_obj
+@handle_errors
+def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:
+    """What git runs: chained hook, then drain (blocking the push on failure), then verify."""
+    from drainctl.deploy.hookrun import run_hook
+    from drainctl.deploy.progress import PlainReporter
+
+    reporter = PlainReporter(sys.stderr)
+    sys.exit(run_hook(opts.settings(), list(args), remote, options, reporter))
