@@ -89,9 +89,9 @@ class Fence:
             raise ProtocolError(f"malformed fence: {exc}") from exc
 
 
-# Compare-and-set / compare-and-delete on the fence's owner: a deploy that lost a race never
-# rewrites or lifts the fence of the deploy that won.
-_OWNED_SET = """
+# Compare-and-set / compare-and-delete on a JSON document's ``deploy_id`` (a fence, the deploy
+# lock): a deploy that lost a race never rewrites or lifts what the deploy that won wrote.
+OWNED_BY_DEPLOY = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local ok, doc = pcall(cjson.decode, current)
@@ -109,7 +109,7 @@ class FenceStore:
         self.client = client
         self.keys = Keys(app)
         self.signer = signer
-        self._owned = client.register_script(_OWNED_SET)
+        self._owned = client.register_script(OWNED_BY_DEPLOY)
 
     def set(self, fence: Fence, ttl: float) -> None:
         """Write (or overwrite) the fence with its own expiry, signed when a secret is set."""

@@ -26,7 +26,7 @@ import orjson
 from drainctl.__about__ import __version__
 from drainctl.errors import Unauthenticated
 from drainctl.protocol import dump_json
-from drainctl.signing import Signer
+from drainctl.signing import Signer, finite
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def seal(doc: dict[str, Any], signer: Signer | None) -> bytes:
         return dump_json(doc)
     # Sign what readers will parse (tuples become lists, other objects strings).
     body = orjson.loads(dump_json(doc))
-    beat_at = _finite(body.get("beat_at"))
+    beat_at = finite(body.get("beat_at"))
     return dump_json(signer.sign(body, KIND, beat_at if beat_at is not None else 0.0))
 
 
@@ -172,7 +172,7 @@ def _shape_problem(instance_id: str, doc: Any) -> str | None:
 
 def interval_of(doc: dict[str, Any]) -> float:
     """The document's heartbeat interval, or the default when it is not a sensible number."""
-    interval = _finite(doc.get("heartbeat_interval"))
+    interval = finite(doc.get("heartbeat_interval"))
     if interval is None or not 0 < interval <= MAX_INTERVAL:
         return DEFAULT_INTERVAL
     return interval
@@ -183,13 +183,3 @@ def _is(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool):
         return bool in types
     return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
-
-
-def _finite(value: Any) -> float | None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None

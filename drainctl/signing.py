@@ -101,7 +101,7 @@ class Signer:
         ts, nonce, sig = (body.get(name) for name in _AUTH_FIELDS)
         if sig is None:
             raise Unauthenticated("unsigned")
-        ts = _finite(ts)
+        ts = finite(ts)
         if not isinstance(sig, str) or not isinstance(nonce, str) or ts is None:
             raise Unauthenticated("malformed ts, nonce or sig")
         signed = canonical(body, kind)
@@ -173,7 +173,7 @@ class Gate:
             raise Unauthenticated(f"signed {started - stamp.ts:.3f} s before this instance started")
         until = stamp.ts + self.signer.max_skew
         # An expired request is dropped anyway, so its nonce need not outlive it.
-        expires_at = _finite(body.get("expires_at"))
+        expires_at = finite(body.get("expires_at"))
         if expires_at is not None:
             until = min(until, expires_at)
         self.nonces.claim(stamp.nonce, until, now)
@@ -195,7 +195,7 @@ def _addressed(to: Any, instance_id: str, process_type: str) -> bool:
     return types is None or (isinstance(types, list) and process_type in types)
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """``value`` as a finite float, or None for anything else (bools, huge ints, NaN, text)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None

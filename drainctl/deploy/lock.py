@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from drainctl.errors import DeployLocked, ProtocolError
+from drainctl.fence import OWNED_BY_DEPLOY
 from drainctl.keys import Keys
 from drainctl.signing import Signer
 
@@ -46,17 +47,6 @@ if current then
   return 2
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# Rewrite (ARGV[2] non-empty) or delete the lock, only while ARGV[1] holds it.
-_OWNED = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-local ok, doc = pcall(cjson.decode, current)
-if not ok or type(doc) ~= 'table' or doc['deploy_id'] ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -127,7 +117,7 @@ class DeployLock:
         self.client, self.app, self.holder, self.signer = client, app, holder, signer
         self.key = Keys(app).deploy_lock
         self._acquire = client.register_script(_ACQUIRE)
-        self._owned = client.register_script(_OWNED)
+        self._owned = client.register_script(OWNED_BY_DEPLOY)
         self.lost = threading.Event()
         self._next_check = 0.0
 
