@@ -58,8 +58,13 @@ def sentinel_clock(
     ledger_client = connect(Settings(redis_url=ledger_url, app=app))
     fires = lambda: len(ledger(ledger_client, app))  # noqa: E731
     try:
-        standby = lambda: (instance_doc(client, app, "clock.2") or {}).get("lease")  # noqa: E731
-        wait_for(lambda: standby() == "standby", 30, "a standby clock")
+
+        def leases() -> list[str]:
+            docs = (instance_doc(client, app, dyno) or {} for dyno in ("clock.1", "clock.2"))
+            return sorted(str(doc.get("lease")) for doc in docs)
+
+        # Either clock may win the lease at start; the other stands by.
+        wait_for(lambda: leases() == ["held", "standby"], 30, "a holder and a standby clock")
         seen = fires()
         wait_for(lambda: fires() >= seen + 10, 30, "the holder to fire")
         replica, master = sentinel.replica.process, sentinel.master.process
