@@ -6,10 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from drainctl.config import Settings
 from tests.conftest import assert_no_lasting_keys
 from tests.e2e.heroku import LocalHeroku
 from tests.redis_server import RedisServer
+from tests.workers import Harness
 
 
 @pytest.fixture
@@ -21,3 +24,11 @@ def heroku(tmp_path: Path, redis_server: RedisServer, app: str) -> Iterator[Loca
     finally:
         platform.stop()
     assert_no_lasting_keys(redis_server.url, app)
+
+
+@pytest.fixture
+def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Harness]:
+    """The test's app, with worker processes killed at the end."""
+    harness = Harness(settings, redis_client, tmp_path)
+    yield harness
+    harness.close()

@@ -5,24 +5,12 @@ visibility timeout. Real worker processes against a real redis-server."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
-from drainctl.config import Settings
 from tests.workers import Harness, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Harness]:
-    """The test's app, with worker processes killed at the end."""
-    harness = Harness(settings, redis_client, tmp_path)
-    yield harness
-    harness.close()
 
 
 def requeued(worker: WorkerProcess) -> object:

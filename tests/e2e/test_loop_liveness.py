@@ -7,26 +7,13 @@ them for the duplicate and miss counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-import redis
 
-from drainctl.config import Settings
 from tests import loop_scenarios
 from tests.loop_scenarios import SILENCE, proxied, push_job, start_owner
 from tests.workers import Harness, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Harness]:
-    """The test's app, with worker processes killed at the end."""
-    harness = Harness(settings, redis_client, tmp_path)
-    yield harness
-    harness.close()
 
 
 def test_job_holding_the_gil_is_not_taken_by_a_peer(harness: Harness) -> None:
