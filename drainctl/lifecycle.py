@@ -166,10 +166,11 @@ class Lifecycle:
 
     def _run(self, order: DrainOrder) -> DrainReport:
         with self._drive, self._cond:
-            if self._resumed_gen > order.ticket and not self._wanted_drained():
-                raise Superseded("superseded by a later resume before it began")
+            # Expiry first: nobody waits for an expired request's answer, superseded or not.
             if order.expires_at is not None and order.expires_at < self._now():
                 raise Expired("the request expired while it waited behind another drain")
+            if self._resumed_gen > order.ticket and not self._wanted_drained():
+                raise Superseded("superseded by a later resume before it began")
             self._commanded_drained = True
             self._in_drain += 1
         started = time.monotonic()

@@ -24,7 +24,9 @@ from enum import Enum
 from typing import Any
 
 from celery.beat import ScheduleEntry
+from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
+from celery.utils.time import ffwd
 
 from drainctl.errors import ConfigError
 
@@ -91,7 +93,13 @@ def next_due(schedule: Any, after_ms: int) -> int:
         step: int = max(1, round(schedule.run_every.total_seconds() * 1000))
         return (after_ms // step + 1) * step
     last = datetime.fromtimestamp(after_ms / 1000, tz=timezone.utc)
-    when = schedule.now() + schedule.remaining_estimate(last)
+    if isinstance(schedule, crontab):
+        # Start plus delta, not now plus remaining: no clock reading, and no hour lost to the
+        # way older Celery (5.3) converts between UTC and the app's zone.
+        start, delta, _ = schedule.remaining_delta(last, ffwd=ffwd)
+        when = start + delta
+    else:
+        when = schedule.now() + schedule.remaining_estimate(last)
     due = round(when.timestamp()) * 1000
     # A schedule that answers "now" for a time already past (solar, between its events) must
     # still move forward.
