@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import shutil
 import socket
 import subprocess
@@ -11,12 +14,29 @@ from pathlib import Path
 
 import redis
 
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# Under pytest-xdist each worker takes ports from its own block, below the kernel's ephemeral
+# range: a port one worker picked but has not bound yet is never handed to another.
+_BLOCK = 1000
+_next_in_block = itertools.count(random.randrange(_BLOCK))
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    if not _WORKER.startswith("gw"):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    base = 20000 + int(_WORKER[2:]) * _BLOCK
+    for _ in range(_BLOCK):
+        port = base + next(_next_in_block) % _BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + _BLOCK - 1}")
 
 
 class RedisServer:

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
 from celery.beat import ScheduleEntry
 from celery.schedules import crontab
 from celery.schedules import schedule as interval_schedule
-from celery.utils.time import ffwd
 
 from drainctl.errors import ConfigError
 
@@ -94,16 +94,39 @@ def next_due(schedule: Any, after_ms: int) -> int:
         return (after_ms // step + 1) * step
     last = datetime.fromtimestamp(after_ms / 1000, tz=timezone.utc)
     if isinstance(schedule, crontab):
-        # Start plus delta, not now plus remaining: no clock reading, and no hour lost to the
-        # way older Celery (5.3) converts between UTC and the app's zone.
-        start, delta, _ = schedule.remaining_delta(last, ffwd=ffwd)
-        when = start + delta
+        when = crontab_after(schedule, last)
     else:
         when = schedule.now() + schedule.remaining_estimate(last)
     due = round(when.timestamp()) * 1000
     # A schedule that answers "now" for a time already past (solar, between its events) must
     # still move forward.
     return due if due > after_ms else math.floor(after_ms / 1000 + 1) * 1000
+
+
+def crontab_after(entry: crontab, last: datetime) -> datetime:
+    """The first time ``entry`` fires strictly after ``last``, from its parsed fields alone.
+
+    APScheduler's cron trigger, not Celery's ``remaining_delta``: before Celery 5.6 that answers
+    "the next hour" for a last run on another day than today, so a gap across midnight would
+    put every crontab run on the wrong minute (and two beats could disagree on it).
+    """
+    trigger = CronTrigger(
+        minute=_cron_list(entry.minute),
+        hour=_cron_list(entry.hour),
+        day=_cron_list(entry.day_of_month),
+        month=_cron_list(entry.month_of_year),
+        # Celery counts weekdays from Sunday (0), APScheduler from Monday (0).
+        day_of_week=_cron_list((day - 1) % 7 for day in entry.day_of_week),
+        timezone=entry.tz,
+    )
+    when: datetime | None = trigger.get_next_fire_time(None, last + timedelta(microseconds=1))
+    if when is None:  # cannot happen for a crontab Celery accepted; be loud if it does
+        raise ConfigError(f"crontab {entry} never fires after {last.isoformat()}")
+    return when
+
+
+def _cron_list(values: Iterable[int]) -> str:
+    return ",".join(str(value) for value in sorted(values))
 
 
 def beat_entry(entry: ScheduleEntry, options: dict[str, Any]) -> BeatEntry:

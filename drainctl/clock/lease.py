@@ -1,7 +1,7 @@
 """One clock per app: a lease in Redis with a monotonic fencing token, and once-keys per fire.
 
 The lease is a hash ``{token, instance, release, rank, acquired_at}`` that expires unless its
-holder renews it. Tokens come from ``INCR`` on a counter floored by the Redis server time in ms,
+holder renews it. Tokens come from ``INCR`` on a counter floored by the Redis server time in µs,
 so each new holder gets a bigger one, even after Redis lost the counter (``lease_scripts``).
 Every fire is claimed with one script that checks the caller still holds the current token and sets
 a once-key per (job id, scheduled run time) with ``SET NX PX``: a clock that lost the lease learns

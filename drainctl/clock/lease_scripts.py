@@ -1,7 +1,8 @@
 """The clock lease's Lua scripts (see ``drainctl.clock.lease``): each decision is one atomic step.
 
 Fencing tokens come from ``INCR`` on a counter, floored by the Redis server time in
-milliseconds: if Redis loses its data (a restart without persistence, a failover to a replica
+microseconds (so a token handed out in the same millisecond as a wipe is above the last one
+before it): if Redis loses its data (a restart without persistence, a failover to a replica
 that lagged), the counter starts again, and the floor keeps every new token above every token
 handed out before (as long as the server clock does not go back).
 
@@ -19,7 +20,7 @@ ACQUIRE = """
 local cur = redis.call('HMGET', KEYS[1], 'token', 'instance', 'release', 'rank', 'sig')
 local function grant()
   local now = redis.call('TIME')
-  local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
   local token = redis.call('INCR', KEYS[2])
   if token < floor then
     token = floor

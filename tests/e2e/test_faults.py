@@ -225,14 +225,14 @@ def test_cut_link_request_answered_after_recovery_and_never_twice(
         outcomes: list[Outcome] = []
         sender = threading.Thread(
             target=lambda: outcomes.append(
-                client.send(Command.DRAIN, args={"deadline": 0}, timeout=10)
+                client.send(Command.DRAIN, args={"deadline": 0}, timeout=30)
             )
         )
         sender.start()
         inbox = Keys(listener.identity.app).inbox(listener.identity.instance_id)
         raw = wait_for(lambda: redis_client.lindex(inbox, 0), what="the request in the inbox")
         proxy.restore()
-        sender.join(15)
+        sender.join(35)
         assert outcomes[0].ok
         assert adapter.drains == 1
         assert proxy.connections > connections, "the listener should have reconnected"

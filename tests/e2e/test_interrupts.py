@@ -52,7 +52,8 @@ def test_interrupted_drain_names_who_is_drained_and_how_to_resume(
     assert "Aborted!" not in err
     wait_for(lambda: worker_state(heroku) == "drained", what="the drain to finish")
     assert heroku.drainctl("resume", "-t", "worker").returncode == 0
-    assert worker_state(heroku) == "running"
+    # The reply comes first; the heartbeat document follows a moment later.
+    wait_for(lambda: worker_state(heroku) == "running", 5, "the worker to run again")
 
 
 def test_sigterm_during_a_deploy_exits_143_and_resumes(heroku: LocalHeroku) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -72,15 +73,20 @@ def test_runs_registered_drain_waits_and_the_exit_status_is_the_commands(
     assert doc["process_type"] == "scheduler"
     assert str(marker) in str(doc["command"])
     cli = [sys.executable, "-m", "drainctl", "--app", settings.require_app()]
-    status = subprocess.run(
-        [*cli, "--redis-url", settings.redis_url, "status"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    assert "scheduler" in status
-    assert str(marker) in status
+    status = [
+        subprocess.run(
+            [*cli, "--redis-url", settings.redis_url, *json_flag, "status"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        for json_flag in ([], ["--json"])
+    ]
+    assert "scheduler" in status[0]
+    assert "detail" in status[0]  # the column of the command (wrapped: tmp_path is long)
+    (listed,) = json.loads(status[1])
+    assert str(marker) in listed["command"]
     marker.touch()
     outcome = ControlClient(settings).send(Command.DRAIN, args={"deadline": 10}, timeout=15)
     assert outcome.ok

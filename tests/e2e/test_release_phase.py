@@ -120,7 +120,7 @@ def test_a_release_that_never_starts_resumes_the_old_one_after_the_fence_ttl(
     """The release phase drained v1 and succeeded, then the platform failed the release (here
     the release command exits 1 after drainctl): v1 stays drained, then resumes by itself once
     the fence's --fence-ttl passes; nobody confirms, and the record says awaiting."""
-    with_release_phase(heroku, f"{RELEASE} --fence-ttl 4 && exit 1")
+    with_release_phase(heroku, f"{RELEASE} --fence-ttl 12 && exit 1")
     out = push(heroku)
     assert "release phase failed (exit 1)" in out
     assert heroku.layout.launched() == 1

@@ -149,7 +149,7 @@ def test_tokens_stay_monotonic_and_the_last_holder_comes_first_after_data_loss(
     standby = Lease(client, keys, instance_id="b", release="v1", **ttls)
     first = holder.acquire(starting=True)
     seconds, _micros = cast("tuple[int, int]", client.time())
-    assert first.token >= seconds * 1000
+    assert first.token >= seconds * 1_000_000
     assert standby.acquire().verdict is Verdict.STANDBY
     client.flushall()
     lost = standby.acquire()

@@ -60,3 +60,19 @@ def test_an_unknown_catch_up_is_a_config_error():
     """A typo in ``catch_up`` fails at start-up, naming the entry."""
     with pytest.raises(ConfigError, match="'e'"):
         entry(timedelta(seconds=1), catch_up="all")
+
+
+def test_crontab_due_times_across_midnight_weekdays_and_zones():
+    """Weekday names count from Sunday as Celery's do; a run a breath before its minute is
+    still that minute; the app's time zone places the hours."""
+    friday_2359 = NOON_MS + 12 * 3600_000 - 60_000  # 2024-03-01 is a Friday
+    weekdays_9am = crontab(minute=0, hour=9, day_of_week="mon-fri", app=APP)
+    monday_9am = NOON_MS + (3 * 24 - 3) * 3600_000
+    assert next_due(weekdays_9am, friday_2359) == monday_9am
+    sundays = crontab(minute=0, hour=0, day_of_week="sun", app=APP)
+    assert next_due(sundays, NOON_MS) == NOON_MS + (2 * 24 - 12) * 3600_000
+    every_15 = crontab(minute="*/15", app=APP)
+    assert next_due(every_15, NOON_MS + 15 * 60_000 - 500) == NOON_MS + 15 * 60_000
+    paris = Celery("paris", set_as_current=False)
+    paris.conf.timezone = "Europe/Paris"
+    assert next_due(crontab(minute=0, hour=13, app=paris), NOON_MS - 60_000) == NOON_MS
