@@ -79,7 +79,8 @@ def one_offs_option() -> Any:
         default="wait",
         show_default=True,
         help="Running one-offs (drainctl run): drain them and wait for them to finish within "
-        "the deadline (else nothing is pushed), or leave them running on the old code.",
+        "the deadline (else the deploy fails, deploying nothing), or leave them running on the "
+        "old code, unfenced.",
     )
 
 
