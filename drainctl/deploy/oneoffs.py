@@ -75,7 +75,7 @@ def report(plan: Plan, reporter: Reporter) -> None:
     if waited:
         reporter.note(
             f"one-offs: {len(waited)} running, waited for: drained like the others, each must be "
-            "done within the drain deadline or nothing is pushed"
+            "done within the drain deadline or the deploy fails, deploying nothing"
         )
     if plan.ignored:
         reporter.note(
