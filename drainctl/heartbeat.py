@@ -52,6 +52,9 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "beat_at": _NUMBER,
     "deploy_fenced": (bool,),
     "last_error": (dict, str),
+    # A one-off's (drainctl run): what it runs and for how long.
+    "command": (str,),
+    "run_s": _NUMBER,
 }
 _MAX_WARNED = 1024
 _MAX_VERDICTS = 4096

@@ -55,6 +55,15 @@ class InstanceRecord:
         return str(self.doc.get("process_type", "?"))
 
     @property
+    def oneoff(self) -> bool:
+        """True for a one-off process (``drainctl run``): its heartbeat carries its ``command``.
+
+        A deploy lists one-offs apart (``--one-offs``) and never expects them back: a platform
+        restarts no one-off.
+        """
+        return "command" in self.doc
+
+    @property
     def interval(self) -> float:
         """The heartbeat interval the instance announced (the default if it makes no sense)."""
         return interval_of(self.doc)

@@ -185,5 +185,5 @@ def _required(client: ControlClient, new: NewRelease, chosen: tuple[str, ...]) -
     """At least one new instance per type, or as many as the old release has now."""
     live = client.live()
     types = target_types(chosen, read_procfile(Path("Procfile")), live)
-    old = Counter(r.process_type for r in live if not new.matches(r.doc))
+    old = Counter(r.process_type for r in live if not (new.matches(r.doc) or r.oneoff))
     return {t: max(1, old.get(t, 0)) for t in types}

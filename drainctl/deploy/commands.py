@@ -44,7 +44,7 @@ def verify_options(func: Any) -> Any:
                 multiple=True,
                 metavar="TYPE",
                 help="Process types to drain and verify (repeatable) [default: the Procfile's "
-                "non-web types, else every live type].",
+                "non-web types, else every live type but one-offs'].",
             ),
             seconds_option(
                 "--verify-timeout",
@@ -69,6 +69,19 @@ def verify_options(func: Any) -> Any:
     ):
         func = option(func)
     return func
+
+
+def one_offs_option() -> Any:
+    """``--one-offs wait|ignore`` (deploy, release-phase and the pre-push hook)."""
+    return click.option(
+        "--one-offs",
+        type=click.Choice(["wait", "ignore"]),
+        default="wait",
+        show_default=True,
+        help="Running one-offs (drainctl run): drain them and wait for them to finish within "
+        "the deadline (else the deploy fails, deploying nothing), or leave them running on the "
+        "old code, unfenced.",
+    )
 
 
 def drain_options(func: Any) -> Any:
@@ -98,6 +111,7 @@ def drain_options(func: Any) -> Any:
                 help="Seconds to wait while another deploy of the app holds the deploy lock "
                 "[default: 0, exit 7 at once].",
             ),
+            one_offs_option(),
         ]
     ):
         func = option(func)
@@ -114,14 +128,20 @@ def drain_options(func: Any) -> Any:
 @click.pass_obj
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
-    """Drain, push, verify: fence and drain the old release, push, check the new one."""
+    """Drain, push, verify: fence and drain the old release, push, check the new one.
+
+    The plan lists running one-offs (drainctl run) apart, with their command and run time.
+
+    \b
+    Example: drainctl deploy --remote heroku --one-offs ignore --drain-deadline 60
+    """
     from pathlib import Path
 
     from drainctl.deploy.orchestrator import Deployment
     from drainctl.deploy.plan import DeployOptions
 
     as_json = as_json or opts.json
-    options["process_types"] = options.pop("process_type")
+    _deploy_options(options)
     reporter = _reporter(as_json)
     deployment = Deployment(_client(opts, app), DeployOptions(**options), reporter, Path.cwd())
     _run_recorded(deployment, deployment.run, as_json, lambda: _after_interrupt(deployment))
@@ -139,6 +159,9 @@ def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: A
     HEROKU_RELEASE_VERSION or HEROKU_SLUG_COMMIT) from the environment; exits non-zero (the
     platform keeps the old release) after resuming everyone if a drain fails. The new release's
     instances verify it and record the verdict: `drainctl history`.
+
+    \b
+    Example (Procfile): release: drainctl release-phase --drain-deadline 60 --one-offs wait
     """
     from pathlib import Path
 
@@ -146,7 +169,7 @@ def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: A
     from drainctl.deploy.plan import DeployOptions
 
     as_json = as_json or opts.json
-    options["process_types"] = options.pop("process_type")
+    _deploy_options(options)
     reporter = _reporter(as_json)
     # Nothing to drain is normal here (the first release, a scaled-down app): never refuse it.
     options["allow_empty"] = True
@@ -159,6 +182,14 @@ def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: A
         as_json,
         lambda: "the fence was lifted and the app resumed",
     )
+
+
+def _deploy_options(options: dict[str, Any]) -> None:
+    """The parsed options as DeployOptions fields (in place)."""
+    from drainctl.deploy.oneoffs import OneOffs
+
+    options["process_types"] = options.pop("process_type")
+    options["one_offs"] = OneOffs(options["one_offs"])
 
 
 def _run_recorded(

@@ -15,6 +15,7 @@ from typing import Any
 
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.connection import ServerClock, translate_outage
+from drainctl.deploy import oneoffs
 from drainctl.deploy.lock import server_now
 from drainctl.deploy.plan import DeployOptions, Plan, gone_reason, older_than
 from drainctl.deploy.progress import Reporter, Row
@@ -73,9 +74,10 @@ class Drainer:
         self._note_drained(plan, outcome)
         if not outcome.ok:
             undeployed = f"{plan.release} is not deployed" if plan.release else "nothing was pushed"
+            late = {r.instance_id for r in outcome.failed + outcome.missing}
             raise NotAcknowledged(
                 f"drain: {len(outcome.failed)} failed, {len(outcome.missing)} did not answer; "
-                f"{undeployed} and the app was resumed"
+                f"{undeployed} and the app was resumed{oneoffs.still_running(plan.oneoffs, late)}"
             )
 
     def _skip_stale(self, plan: Plan) -> None:
@@ -95,7 +97,7 @@ class Drainer:
             fences = [
                 Fence(
                     release,
-                    plan.process_types,
+                    plan.drain_types,
                     clock.now() + self.options.fence_ttl,
                     deploy_id,
                     self.options.drain_deadline,
@@ -112,9 +114,9 @@ class Drainer:
     def _drain_planned(self, plan: Plan, args: dict[str, Any]) -> Outcome:
         """One drain to the targeted types; by instance (at once) when some instance of those
         types is not to be drained (the release phase: one of the new or a newer release)."""
-        by_type = Target(process_types=frozenset(plan.process_types))
-        planned = {r.instance_id for r in plan.instances}
-        live = self.client.live(frozenset(plan.process_types))
+        by_type = Target(process_types=frozenset(plan.drain_types))
+        planned = {r.instance_id for r in plan.to_drain}
+        live = self.client.live(frozenset(plan.drain_types))
         # Stale instances get the drain by type too, unawaited (see _drain_watched).
         if all(r.instance_id in planned | self.skipped for r in live) or not planned:
             return self._drain_watched(by_type, args)
@@ -172,7 +174,7 @@ class Drainer:
         known |= self.skipped
         return [
             r.instance_id
-            for r in self.client.live(frozenset(plan.process_types))
+            for r in self.client.live(frozenset(plan.drain_types))
             if r.instance_id not in known
             and r.doc.get("state") != "drained"
             and (plan.release is None or older_than(str(r.doc.get("release")), plan.release))
@@ -188,11 +190,11 @@ class Drainer:
     def _note_drained(self, plan: Plan, outcome: Outcome) -> None:
         """Every instance this drain touched, and any of the targeted types now held drained
         (a restart that came up under the fence)."""
-        self.drained_ids |= {r.instance_id for r in plan.instances + plan.stale}
+        self.drained_ids |= {r.instance_id for r in plan.to_drain + plan.stale}
         self.drained_ids |= {r.instance_id for r in outcome.replies}
         self.drained_ids |= {r.instance_id for r in outcome.missing}
         with contextlib.suppress(DrainctlError):
-            live = self.client.live(frozenset(plan.process_types))
+            live = self.client.live(frozenset(plan.drain_types))
             self.drained_ids |= {
                 r.instance_id
                 for r in live

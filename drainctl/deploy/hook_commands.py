@@ -26,15 +26,24 @@ def hook() -> None:
 @seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
 @seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
 @seconds_option("--stable-for", help="Seconds each new instance must run [10].")
+@click.option(
+    "--one-offs",
+    type=click.Choice(["wait", "ignore"]),
+    help="Running one-offs (drainctl run): wait for them, or leave them running [wait].",
+)
 @handle_errors
-def install(remote: str, app: str | None, **timings: float | None) -> None:
-    """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten)."""
+def install(remote: str, app: str | None, **chosen_options: float | str | None) -> None:
+    """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten).
+
+    \b
+    Example: drainctl hook install --remote heroku --drain-deadline 60 --one-offs ignore
+    """
     from drainctl.deploy.githook import install as install_hook
 
     extra = ["--app", app] if app else []
     chosen = [
         str(part)
-        for name, value in timings.items()
+        for name, value in chosen_options.items()
         if value is not None
         for part in (f"--{name.replace('_', '-')}", value)
     ]
@@ -57,6 +66,7 @@ def uninstall() -> None:
 @seconds_option("--ack-timeout")
 @seconds_option("--verify-timeout", default=120.0)
 @seconds_option("--stable-for", default=10.0)
+@click.option("--one-offs", type=click.Choice(["wait", "ignore"]), default="wait")
 @click.pass_obj
 @handle_errors
 def run(opts: Options, /, args: tuple[str, ...], remote: str, **options: Any) -> None:

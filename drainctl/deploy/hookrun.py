@@ -19,6 +19,7 @@ from drainctl.deploy.githook import (
     run_chained,
     start_verify,
 )
+from drainctl.deploy.oneoffs import OneOffs
 from drainctl.deploy.orchestrator import Deployment
 from drainctl.deploy.plan import DeployOptions
 from drainctl.deploy.progress import Reporter
@@ -70,6 +71,7 @@ def _drain(
         drain_deadline=options["drain_deadline"],
         ack_timeout=options["ack_timeout"],
         allow_empty=True,  # a hook must not block a push just because nothing runs yet
+        one_offs=OneOffs(options.get("one_offs", OneOffs.WAIT.value)),
     )
     client = ControlClient(settings, sender="pre-push")
     deployment = Deployment(client, deploy_options, reporter, Path.cwd(), source="hook")

@@ -20,7 +20,7 @@ from typing import Any
 
 from drainctl.channel import ControlClient
 from drainctl.connection import translate_outage
-from drainctl.deploy import gitrepo, history
+from drainctl.deploy import gitrepo, history, oneoffs
 from drainctl.deploy.draining import Drainer, keep_fences
 from drainctl.deploy.lock import VERIFY_PHASE, DeployLock, Holder, server_now
 from drainctl.deploy.plan import (
@@ -163,16 +163,20 @@ class Deployment:
         self._lock(commit)
         live = self.client.live()
         types = target_types(self.options.process_types, read_procfile(incoming.procfile), live)
-        plan = make_plan(commit, types, live, incoming.release)
+        plan = make_plan(commit, types, live, incoming.release, self.options.one_offs)
         self.result.from_releases = plan.releases
+        self.result.oneoffs = [
+            oneoffs.summary(r, r.instance_id in plan.oneoffs_drained) for r in plan.oneoffs
+        ]
         to = f"release {plan.release}" if plan.release else f"push {commit[:12]}"
-        self.reporter.step("plan", f"drain {counts_text(plan.counts())}; {to}")
+        self.reporter.step("plan", f"drain {oneoffs.drain_text(plan)}; {to}")
         self.reporter.rows([Row.of_record(r) for r in plan.instances])
+        oneoffs.report(plan, self.reporter)
         for missing in plan.missing_types:
             self.reporter.note(f"warning: no live {missing} instance to drain")
-        if plan.instances and not plan.releases:
+        if plan.to_drain and not plan.releases:
             self.reporter.note("warning: instances report no release: they cannot be fenced")
-        if not (plan.instances or plan.stale or self.options.allow_empty):
+        if not (plan.to_drain or plan.stale or self.options.allow_empty):
             raise ConfigError(
                 f"nothing to drain: no live {' or '.join(plan.process_types) or 'drainable'} "
                 f"instance of {self.client.app}; pass --allow-empty to push anyway"
@@ -219,7 +223,7 @@ class Deployment:
         lift_and_resume(
             self.client,
             plan.releases,
-            plan.process_types,
+            plan.drain_types,
             self.reporter,
             self.deploy_id,
             drained=frozenset(self.drained_ids),
@@ -255,7 +259,7 @@ class Deployment:
             stale = tuple(r for r in sorted(live) if self.fences.get(r) is not None)
         if stale:
             self.reporter.note(f"the live release {', '.join(stale)} is fenced: lifting it")
-            lift_and_resume(self.client, stale, plan.process_types, self.reporter, None)
+            lift_and_resume(self.client, stale, plan.drain_types, self.reporter, None)
 
     def _noop(self) -> DeployResult:
         """Nothing was deployed: say so; the caller has resumed anything this deploy drained."""
@@ -272,7 +276,7 @@ class Deployment:
             self.fences,
             plan.releases,
             self.deploy_id,
-            types=plan.process_types,
+            types=plan.drain_types,
             drain_deadline=self.options.drain_deadline,
             reporter=self.reporter,
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drainctl.deploy import gitrepo
+from drainctl.deploy.oneoffs import OneOffs
 from drainctl.fence import DEFAULT_FENCE_TTL
 from drainctl.registry import InstanceRecord
 
@@ -39,6 +40,8 @@ class DeployOptions:
     wait_lock: float = 0.0
     # Push even when no instance is there to drain (a first deploy); else that is an error.
     allow_empty: bool = False
+    # Running one-off processes (drainctl run): drained and awaited, or left alone.
+    one_offs: OneOffs = OneOffs.WAIT
 
     @property
     def ack_wait(self) -> float:
@@ -73,16 +76,41 @@ class Plan:
     stale: tuple[InstanceRecord, ...] = ()
     # The new release's name, when known beforehand (the release phase).
     release: str | None = None
+    # Live one-off processes (drainctl run) of the releases replaced, listed apart: never
+    # expected on the new release. ``oneoffs_drained`` are drained and awaited (all of them
+    # under --one-offs wait; under ignore only those of a type drained anyway: fences are by
+    # type); the rest are left alone.
+    oneoffs: tuple[InstanceRecord, ...] = ()
+    oneoffs_drained: frozenset[str] = frozenset()
+
+    @property
+    def to_drain(self) -> tuple[InstanceRecord, ...]:
+        """Every instance drained and awaited: the planned ones and the one-offs drained."""
+        return self.instances + tuple(
+            r for r in self.oneoffs if r.instance_id in self.oneoffs_drained
+        )
+
+    @property
+    def ignored(self) -> tuple[InstanceRecord, ...]:
+        """One-offs left running: not drained, not fenced, not waited for."""
+        return tuple(r for r in self.oneoffs if r.instance_id not in self.oneoffs_drained)
+
+    @property
+    def drain_types(self) -> tuple[str, ...]:
+        """The types drained and fenced: the process types plus those of the one-offs drained."""
+        extra = {r.process_type for r in self.to_drain} - set(self.process_types)
+        return self.process_types + tuple(sorted(extra))
 
     @property
     def releases(self) -> tuple[str, ...]:
         """The releases being replaced (each gets a fence, stale instances' too: one that comes
         back must stay drained); ``unknown`` cannot be fenced."""
-        found = {str(r.doc.get("release")) for r in self.instances + self.stale}
+        found = {str(r.doc.get("release")) for r in self.to_drain + self.stale}
         return tuple(sorted(found - {UNKNOWN_RELEASE, "None"}))
 
     def counts(self) -> dict[str, int]:
-        """Instances to drain per process type (0 for expected types that have none)."""
+        """Instances to drain per process type (0 for expected types that have none): what the
+        new release must bring back, so one-offs are not counted."""
         counts = Counter(r.process_type for r in self.instances)
         return {t: counts.get(t, 0) for t in self.process_types}
 
@@ -102,13 +130,14 @@ def read_procfile(path: Path) -> dict[str, str]:
 def target_types(
     chosen: tuple[str, ...], procfile: dict[str, str], live: list[InstanceRecord]
 ) -> tuple[str, ...]:
-    """The process types to drain: the chosen ones, else the Procfile's non-web, else live ones."""
+    """The process types to drain: the chosen ones, else the Procfile's non-web, else those of
+    the live instances that are not one-offs (listed apart: ``--one-offs``)."""
     if chosen:
         return tuple(dict.fromkeys(chosen))
     from_procfile = [t for t in procfile if t not in NOT_DRAINED]
     if from_procfile:
         return tuple(from_procfile)
-    return tuple(sorted({r.process_type for r in live} - NOT_DRAINED))
+    return tuple(sorted({r.process_type for r in live if not r.oneoff} - NOT_DRAINED))
 
 
 def gone_reason(record: InstanceRecord) -> str | None:
@@ -140,25 +169,41 @@ def older_than(release: str, new: str) -> bool:
 
 
 def make_plan(
-    commit: str, types: tuple[str, ...], live: list[InstanceRecord], release: str | None = None
+    commit: str,
+    types: tuple[str, ...],
+    live: list[InstanceRecord],
+    release: str | None = None,
+    one_offs: OneOffs = OneOffs.WAIT,
 ) -> Plan:
     """Pure: the plan from the incoming commit (and release, if known), the target types and the
-    live instances; with a release, only instances of older releases are drained."""
-    targeted = [
-        r
-        for r in live
-        if r.process_type in types
-        and (release is None or older_than(str(r.doc.get("release")), release))
-    ]
-    instances = tuple(r for r in targeted if gone_reason(r) is None)
+    live instances; with a release, only instances of older releases are drained. One-offs are
+    listed apart (``oneoffs``); ``one_offs`` says which of them are drained."""
+    older = [r for r in live if release is None or older_than(str(r.doc.get("release")), release)]
+    alive = [r for r in older if gone_reason(r) is None]
+    # Fences are per release and type: a one-off of a type drained anyway is drained with it.
+    drained_oneoffs = {
+        r.instance_id
+        for r in older
+        if r.oneoff and (one_offs is OneOffs.WAIT or r.process_type in types)
+    }
+    instances = tuple(r for r in alive if r.process_type in types and not r.oneoff)
+    oneoffs = tuple(r for r in alive if r.oneoff)
     present = {r.process_type for r in instances}
+    present |= {r.process_type for r in oneoffs if r.instance_id in drained_oneoffs}
     return Plan(
         commit=commit,
         process_types=types,
         instances=instances,
         missing_types=tuple(t for t in types if t not in present),
-        stale=tuple(r for r in targeted if gone_reason(r) is not None),
+        stale=tuple(
+            r
+            for r in older
+            if gone_reason(r) is not None
+            and (r.instance_id in drained_oneoffs or (r.process_type in types and not r.oneoff))
+        ),
         release=release,
+        oneoffs=oneoffs,
+        oneoffs_drained=frozenset(drained_oneoffs),
     )
 
 

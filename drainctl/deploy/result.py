@@ -34,6 +34,8 @@ class DeployResult:
     to_releases: tuple[str, ...] = ()
     # The release phase is done; the verdict is left to the new release's instances.
     awaiting: bool = False
+    # The running one-offs the plan listed: command, run time, handling (wait or ignore).
+    oneoffs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -64,6 +66,7 @@ class DeployResult:
             "error": self.error,
             "pushed": self.pushed,
             "undo": self.undo,
+            "one_offs": self.oneoffs,
         }
 
     def history_record(self, deploy_id: str, who: str, source: str) -> dict[str, Any]:

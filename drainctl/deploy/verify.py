@@ -78,7 +78,8 @@ class Observations:
         """Fold one registry read in: new sightings, refreshed docs, and who vanished."""
         present: set[str] = set()
         for record in records:
-            if record.process_type not in spec.required:
+            # One-offs never come back by themselves: neither evidence nor zombies.
+            if record.process_type not in spec.required or record.oneoff:
                 continue
             present.add(record.instance_id)
             bucket = self.new if spec.new.matches(record.doc) else self.old

@@ -72,7 +72,7 @@ def test_dash_h_everywhere(settings: Settings, command: str) -> None:
     code, out, _ = run(settings, command, "-h")
     assert code == 0
     assert out.startswith(f"Usage: drainctl {command}")
-    if command in ("status", "ping", "drain", "resume", "completion"):
+    if command in ("status", "ping", "drain", "resume", "deploy", "completion"):
         assert "Example" in out
     if command in ("ping", "drain", "resume"):
         assert "--timeout SECONDS" in out
