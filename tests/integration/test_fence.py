@@ -80,7 +80,10 @@ def test_fence_check_costs_no_command_per_heartbeat(
     settings: Settings, start_listener: StartListener, redis_client: redis.Redis
 ) -> None:
     """Plain heartbeats stay one SET each: the fence is read only when (re)registering."""
-    start_listener("worker", release="v1", heartbeat_interval=0.02)
+    listener = start_listener("worker", release="v1", heartbeat_interval=0.02)
+    # Registered (its one fence read done) before the count starts.
+    registry = Registry(redis_client, listener.identity.app)
+    wait_for(lambda: registry.live(), 10, "the listener registered")
     redis_client.config_resetstat()
 
     def stats() -> dict[str, int]:
