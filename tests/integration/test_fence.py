@@ -83,7 +83,7 @@ def test_fence_check_costs_no_command_per_heartbeat(
     listener = start_listener("worker", release="v1", heartbeat_interval=0.02)
     # Registered (its one fence read done) before the count starts.
     registry = Registry(redis_client, listener.identity.app)
-    wait_for(lambda: registry.live(), 10, "the listener registered")
+    wait_for(registry.live, 10, "the listener registered")
     redis_client.config_resetstat()
 
     def stats() -> dict[str, int]:
