@@ -202,7 +202,9 @@ class ClockAdapter:
             }
 
     def _next_due(self) -> str | None:
-        times = [job.next_run_time for job in self.scheduler.get_jobs() if job.next_run_time]
+        # A job still pending (added before the scheduler started) has no next_run_time yet.
+        jobs = self.scheduler.get_jobs()
+        times = [when for job in jobs if (when := getattr(job, "next_run_time", None))]
         return min(times).isoformat() if times else None
 
     # -- ClockHost: what the core asks of APScheduler -------------------------------------

@@ -37,17 +37,18 @@ REFRESH_EVERY = 5.0
 WAIT_POLL = 0.5
 VERIFY_PHASE = "verify"
 
-# 1: taken; 2: taken over from a background verify; 0: held by another deploy.
+# {1}: taken; {2, the verify's doc}: taken over from a background verify; {0, the holder's doc}:
+# held by another deploy (read in the same step, so the refusal names who won the race).
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, doc = pcall(cjson.decode, current)
-  if ok and type(doc) == 'table' and doc['phase'] ~= 'verify' then return 0 end
+  if ok and type(doc) == 'table' and doc['phase'] ~= 'verify' then return {0, current} end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+  return {2, current}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+return {1}
 """
 
 
@@ -95,7 +96,10 @@ def decode_holder(raw: bytes | str | None, signer: Signer | None) -> Holder | No
 
 def read_holder(client: redis.Redis, app: str, signer: Signer | None) -> Holder | None:
     """The deploy in progress, if any (an unverifiable lock reads as an unknown holder)."""
-    raw = client.get(Keys(app).deploy_lock)
+    return _holder_or_unknown(client.get(Keys(app).deploy_lock), signer)
+
+
+def _holder_or_unknown(raw: bytes | str | None, signer: Signer | None) -> Holder | None:
     try:
         return decode_holder(raw, signer)
     except ProtocolError:
@@ -145,8 +149,8 @@ class DeployLock:
         from, if any. Raises DeployLocked naming the holder when it stays taken."""
         deadline = time.monotonic() + wait
         while True:
-            before = read_holder(self.client, self.app, self.signer)
-            taken = self._acquire(keys=[self.key], args=[self._doc(), _ms(LOCK_TTL)])
+            taken, *current = self._acquire(keys=[self.key], args=[self._doc(), _ms(LOCK_TTL)])
+            before = _holder_or_unknown(current[0] if current else None, self.signer)
             if taken:
                 return before if taken == 2 else None
             if time.monotonic() >= deadline:
