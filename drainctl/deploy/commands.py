@@ -43,8 +43,8 @@ def verify_options(func: Any) -> Any:
                 "-t",
                 multiple=True,
                 metavar="TYPE",
-                help="Process types to drain and verify (repeatable) [default: the Procfile's "
-                "non-web types, else every live type].",
+                show_default="the Procfile's non-web types, else every live type",
+                help="Process types to drain and verify (repeatable).",
             ),
             seconds_option(
                 "--verify-timeout",
@@ -83,7 +83,8 @@ def drain_options(func: Any) -> Any:
             ),
             seconds_option(
                 "--ack-timeout",
-                help="Seconds to wait for every acknowledgement [default: deadline + 5].",
+                show_default="deadline + 5",
+                help="Seconds to wait for every acknowledgement.",
             ),
             seconds_option(
                 "--fence-ttl",
@@ -95,8 +96,8 @@ def drain_options(func: Any) -> Any:
             seconds_option(
                 "--wait-lock",
                 default=0.0,
-                help="Seconds to wait while another deploy of the app holds the deploy lock "
-                "[default: 0, exit 7 at once].",
+                show_default="0: exit 7 at once",
+                help="Seconds to wait while another deploy of the app holds the deploy lock.",
             ),
         ]
     ):
@@ -106,15 +107,31 @@ def drain_options(func: Any) -> Any:
 
 @main.command()
 @verify_options
-@click.option("--remote", default="heroku", show_default=True, help="The git remote to push to.")
-@click.option("--ref", default="HEAD:main", show_default=True, help="What to push, as git push.")
+@click.option(
+    "--remote",
+    default="heroku",
+    show_default=True,
+    metavar="REMOTE",
+    help="The git remote to push to.",
+)
+@click.option(
+    "--ref",
+    default="HEAD:main",
+    show_default=True,
+    metavar="REFSPEC",
+    help="What to push, as git push.",
+)
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
 @drain_options
 @click.option("--allow-empty", is_flag=True, help="Push even with no instance to drain.")
 @click.pass_obj
 @handle_errors
 def deploy(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
-    """Drain, push, verify: fence and drain the old release, push, check the new one."""
+    """Drain, push, verify: fence and drain the old release, push, check the new one.
+
+    \b
+    Example: drainctl deploy -t worker -t clock --drain-deadline 40
+    """
     from pathlib import Path
 
     from drainctl.deploy.orchestrator import Deployment
@@ -139,6 +156,9 @@ def release_phase(opts: Options, /, app: str | None, as_json: bool, **options: A
     HEROKU_RELEASE_VERSION or HEROKU_SLUG_COMMIT) from the environment; exits non-zero (the
     platform keeps the old release) after resuming everyone if a drain fails. The new release's
     instances verify it and record the verdict: `drainctl history`.
+
+    \b
+    Example (Procfile): release: drainctl release-phase -t worker -t clock
     """
     from pathlib import Path
 
@@ -201,7 +221,9 @@ def _after_interrupt(deployment: Any) -> str:
 @main.command()
 @verify_options
 @click.option("--release", metavar="R", help="The new release is the one reporting release R.")
-@click.option("--commit", metavar="SHA", help="The new release runs this commit [default: HEAD].")
+@click.option(
+    "--commit", metavar="SHA", show_default="HEAD", help="The new release runs this commit."
+)
 @click.option(
     "--resume-if-not-deployed",
     is_flag=True,
@@ -215,7 +237,11 @@ def _after_interrupt(deployment: Any) -> str:
 @click.pass_obj
 @handle_errors
 def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
-    """Check a release pushed some other way: up, stable, not crash-looping, no zombies."""
+    """Check a release pushed some other way: up, stable, not crash-looping, no zombies.
+
+    \b
+    Example: git push heroku main && drainctl verify --verify-timeout 180
+    """
     from drainctl.deploy.background import VerifyRequest, run_verify
     from drainctl.deploy.result import DeployResult
     from drainctl.errors import DrainctlError
@@ -263,7 +289,7 @@ def _counts(values: tuple[str, ...]) -> dict[str, int]:
 
 @main.command()
 @click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
-@click.option("--release", metavar="R", help="Only this release [default: every fenced one].")
+@click.option("--release", metavar="R", show_default="every fenced one", help="Only this release.")
 @click.option(
     "--process-type", "-t", multiple=True, metavar="TYPE", help="Resume only these types."
 )
@@ -272,7 +298,11 @@ def _counts(values: tuple[str, ...]) -> dict[str, int]:
 def unfence(
     opts: Options, /, app: str | None, release: str | None, process_type: tuple[str, ...]
 ) -> None:
-    """Lift a deploy fence (whichever deploy set it) and resume the instances it held."""
+    """Lift a deploy fence (whichever deploy set it) and resume the instances it held.
+
+    \b
+    Example: drainctl unfence --release v41
+    """
     from drainctl.deploy.undo import unfence as lift
 
     reporter = _reporter(opts.json)
@@ -286,12 +316,16 @@ def unfence(
 @main.command()
 @click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many deploys, newest first.")  # fmt: skip
+              metavar="N", help="How many deploys, newest first.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 @click.pass_obj
 @handle_errors
 def history(opts: Options, /, app: str | None, count: int, as_json: bool) -> None:
-    """The app's latest deploys: who, from and to which release, how long, the verdict."""
+    """The app's latest deploys: who, from and to which release, how long, the verdict.
+
+    \b
+    Example: drainctl history -n 5
+    """
     from drainctl import render
     from drainctl.connection import translate_outage
     from drainctl.deploy.history import recent
