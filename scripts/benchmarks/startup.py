@@ -3,9 +3,9 @@
 
 Each run is a fresh process, as a user would type it; the commands take turns, so background
 load on the machine hits all of them alike. The floors: ``python -c pass`` (every Python CLI
-pays it) and ``python -c 'import redis'`` (every command that talks to Redis through redis-py
-pays it: redis-py 8 imports its asyncio client, and with it asyncio, ssl and importlib.metadata,
-whichever module of it one imports).
+pays it), ``python -c 'import redis'`` (every command that talks to Redis through redis-py pays
+it: redis-py 8 imports its asyncio client, and with it asyncio, ssl and importlib.metadata,
+whichever module of it one imports) and ``import redis, click`` (a click CLI that talks to Redis).
 
 On one private redis-server: 3 listener processes (``status`` lists them, ``ping`` waits for
 their replies), one plain RQ worker (``rq info`` lists it) and one Celery worker (solo pool).
@@ -89,6 +89,7 @@ def commands(url: str, app: str) -> tuple[dict[str, list[str]], dict[str, list[s
     every_round = {
         "python_floor": [python, "-c", "pass"],
         "python_import_redis": [python, "-c", "import redis"],
+        "python_import_redis_click": [python, "-c", "import redis, click"],
         "drainctl_help": [drainctl, "--help"],
         "drainctl_status": [drainctl, *where, "status"],
         "drainctl_ping": [drainctl, *where, "ping"],
@@ -118,8 +119,8 @@ def run() -> dict[str, Any]:
     result["listeners"] = LISTENERS
     med = {name: figures["median_ms"] for name, figures in result.items() if name in samples}
     result["ratios"] = ratios(med)
-    result["over_import_redis_ms"] = {
-        name: round(med[name] - med["python_import_redis"], 1)
+    result["over_import_redis_click_ms"] = {
+        name: round(med[name] - med["python_import_redis_click"], 1)
         for name in ("drainctl_status", "drainctl_ping", "rq_info")
     }
     result["targets"] = targets(med, result["ratios"])
