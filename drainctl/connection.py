@@ -74,10 +74,11 @@ def _driver_info() -> dict[str, Any]:
     """CLIENT SETINFO's library version, given: redis-py would look it up in the installed
     package's metadata for every connection (5-10 ms of a CLI command's start)."""
     try:
-        from redis.driver_info import DriverInfo  # redis-py >= 7.1
-    except ImportError:
+        from redis.driver_info import DriverInfo  # newer redis-py: lib_version is deprecated
+
+        return {"driver_info": DriverInfo(lib_version=redis.__version__)}
+    except (ImportError, TypeError):
         return {"lib_version": redis.__version__}
-    return {"driver_info": DriverInfo(lib_version=redis.__version__)}
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
