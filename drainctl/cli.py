@@ -80,7 +80,11 @@ def main(
     ssl_ca_certs: str | None,
     verbose: bool | None,
 ) -> None:
-    """Drain clock and worker processes over Redis before a deploy, then verify the new release."""
+    """Drain clock and worker processes over Redis before a deploy, then verify the new release.
+
+    \b
+    Example: drainctl --app myapp status
+    """
     # Imported here, not at the top: `drainctl --help` never gets this far, and logging (with
     # traceback) was a tenth of its start-up time.
     import logging

@@ -12,7 +12,8 @@ from drainctl.cli import Options, handle_errors, main, seconds_option
     "-t",
     "--process-type",
     metavar="TYPE",
-    help="Process type to register as [default: from DYNO, e.g. scheduler.4321, else run].",
+    show_default="from DYNO, e.g. scheduler.4321, else run",
+    help="Process type to register as.",
 )
 @click.option(
     "--on-drain",
@@ -46,7 +47,11 @@ def run(
     fenced_wait: float,
     command: tuple[str, ...],
 ) -> None:
-    """Run COMMAND registered as an instance (status shows it); exit with its status."""
+    """Run COMMAND registered as an instance (status shows it); exit with its status.
+
+    \b
+    Example: drainctl run -t scheduler -- python manage.py send_reminders
+    """
     from drainctl.oneoff import OnDrain, WhenFenced, run_command
 
     settings = opts.settings()

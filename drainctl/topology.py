@@ -295,4 +295,10 @@ def steer(pool: redis.ConnectionPool, topology: Topology, key: str, settings: Se
 
 
 _CREDENTIALS = frozenset({"username", "password"})
-_NODE_OPTIONS = _CREDENTIALS | {"socket_timeout", "socket_connect_timeout"}
+# driver_info / lib_version: connection._driver_info (no package-metadata look-up per connection).
+_NODE_OPTIONS = _CREDENTIALS | {
+    "socket_timeout",
+    "socket_connect_timeout",
+    "driver_info",
+    "lib_version",
+}

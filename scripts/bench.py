@@ -199,7 +199,7 @@ def _version(package: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run the chosen benchmarks in order, print the report; 1 if any failed."""
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations, ~1.5 min")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, ~2-4 min")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also update FILE's table")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (all)")

@@ -299,7 +299,8 @@ class DrainctlStep(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is 
         c.apply_eta_task = adapter.hold_eta(c.apply_eta_task)
         c.update_strategies()  # the strategies captured apply_eta_task when they were built
         self.listener.start()
-        c.timer.call_repeatedly(RECYCLE_CHECK_EVERY, adapter.check_recycle, (self.listener,))
+        if adapter.recycler.enabled:  # no timer entry, no wake-ups, for a worker without limits
+            c.timer.call_repeatedly(RECYCLE_CHECK_EVERY, adapter.check_recycle, (self.listener,))
         if threading.current_thread() is threading.main_thread():
             drain_on_sigterm(
                 self.listener,

@@ -43,8 +43,8 @@ def verify_options(func: Any) -> Any:
                 "-t",
                 multiple=True,
                 metavar="TYPE",
-                help="Process types to drain and verify (repeatable) [default: the Procfile's "
-                "non-web types, else every live type but one-offs'].",
+                show_default="the Procfile's non-web types, else every live type but one-offs'",
+                help="Process types to drain and verify (repeatable).",
             ),
             seconds_option(
                 "--verify-timeout",
@@ -96,7 +96,8 @@ def drain_options(func: Any) -> Any:
             ),
             seconds_option(
                 "--ack-timeout",
-                help="Seconds to wait for every acknowledgement [default: deadline + 5].",
+                show_default="deadline + 5",
+                help="Seconds to wait for every acknowledgement.",
             ),
             seconds_option(
                 "--fence-ttl",
@@ -108,8 +109,8 @@ def drain_options(func: Any) -> Any:
             seconds_option(
                 "--wait-lock",
                 default=0.0,
-                help="Seconds to wait while another deploy of the app holds the deploy lock "
-                "[default: 0, exit 7 at once].",
+                show_default="0: exit 7 at once",
+                help="Seconds to wait while another deploy of the app holds the deploy lock.",
             ),
             one_offs_option(),
         ]
@@ -120,8 +121,20 @@ def drain_options(func: Any) -> Any:
 
 @main.command()
 @verify_options
-@click.option("--remote", default="heroku", show_default=True, help="The git remote to push to.")
-@click.option("--ref", default="HEAD:main", show_default=True, help="What to push, as git push.")
+@click.option(
+    "--remote",
+    default="heroku",
+    show_default=True,
+    metavar="REMOTE",
+    help="The git remote to push to.",
+)
+@click.option(
+    "--ref",
+    default="HEAD:main",
+    show_default=True,
+    metavar="REFSPEC",
+    help="What to push, as git push.",
+)
 @click.option("--push-cmd", metavar="CMD", help="Run this shell command instead of git push.")
 @drain_options
 @click.option("--allow-empty", is_flag=True, help="Push even with no instance to drain.")
@@ -232,7 +245,9 @@ def _after_interrupt(deployment: Any) -> str:
 @main.command()
 @verify_options
 @click.option("--release", metavar="R", help="The new release is the one reporting release R.")
-@click.option("--commit", metavar="SHA", help="The new release runs this commit [default: HEAD].")
+@click.option(
+    "--commit", metavar="SHA", show_default="HEAD", help="The new release runs this commit."
+)
 @click.option(
     "--resume-if-not-deployed",
     is_flag=True,
@@ -246,7 +261,11 @@ def _after_interrupt(deployment: Any) -> str:
 @click.pass_obj
 @handle_errors
 def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
-    """Check a release pushed some other way: up, stable, not crash-looping, no zombies."""
+    """Check a release pushed some other way: up, stable, not crash-looping, no zombies.
+
+    \b
+    Example: git push heroku main && drainctl verify --verify-timeout 180
+    """
     from drainctl.deploy.background import VerifyRequest, run_verify
     from drainctl.deploy.result import DeployResult
     from drainctl.errors import DrainctlError
@@ -294,7 +313,7 @@ def _counts(values: tuple[str, ...]) -> dict[str, int]:
 
 @main.command()
 @click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
-@click.option("--release", metavar="R", help="Only this release [default: every fenced one].")
+@click.option("--release", metavar="R", show_default="every fenced one", help="Only this release.")
 @click.option(
     "--process-type", "-t", multiple=True, metavar="TYPE", help="Resume only these types."
 )
@@ -303,7 +322,11 @@ def _counts(values: tuple[str, ...]) -> dict[str, int]:
 def unfence(
     opts: Options, /, app: str | None, release: str | None, process_type: tuple[str, ...]
 ) -> None:
-    """Lift a deploy fence (whichever deploy set it) and resume the instances it held."""
+    """Lift a deploy fence (whichever deploy set it) and resume the instances it held.
+
+    \b
+    Example: drainctl unfence --release v41
+    """
     from drainctl.deploy.undo import unfence as lift
 
     reporter = _reporter(opts.json)
@@ -317,12 +340,16 @@ def unfence(
 @main.command()
 @click.option("--app", metavar="NAME", help="App name [env DRAINCTL_APP].")
 @click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True,
-              help="How many deploys, newest first.")  # fmt: skip
+              metavar="N", help="How many deploys, newest first.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 @click.pass_obj
 @handle_errors
 def history(opts: Options, /, app: str | None, count: int, as_json: bool) -> None:
-    """The app's latest deploys: who, from and to which release, how long, the verdict."""
+    """The app's latest deploys: who, from and to which release, how long, the verdict.
+
+    \b
+    Example: drainctl history -n 5
+    """
     from drainctl import render
     from drainctl.connection import translate_outage
     from drainctl.deploy.history import recent

@@ -16,35 +16,58 @@ from drainctl.cli import Options, handle_errors, main, seconds_option
 
 @main.group()
 def hook() -> None:
-    """The git pre-push hook: drain before every push to the deploy remote."""
+    """The git pre-push hook: drain before every push to the deploy remote.
+
+    \b
+    Example: drainctl hook install && git push heroku main
+    """
 
 
 @hook.command()
-@click.option("--remote", default="heroku", show_default=True, help="Act on pushes to it only.")
-@click.option("--app", metavar="NAME", help="App name [default: DRAINCTL_APP at push time].")
-@seconds_option("--drain-deadline", help="Seconds for work in flight [default: 25].")
-@seconds_option("--ack-timeout", help="Seconds to wait for acknowledgements.")
-@seconds_option("--verify-timeout", help="Seconds for the background verify [120].")
-@seconds_option("--stable-for", help="Seconds each new instance must run [10].")
+@click.option(
+    "--remote",
+    default="heroku",
+    show_default=True,
+    metavar="REMOTE",
+    help="Act on pushes to it only.",
+)
+@click.option("--app", metavar="NAME", show_default="DRAINCTL_APP at push time", help="App name.")
+@seconds_option(
+    "--drain-deadline", default=25.0, show_default=True, help="Seconds for work in flight."
+)
+@seconds_option(
+    "--ack-timeout", show_default="deadline + 5", help="Seconds to wait for acknowledgements."
+)
+@seconds_option(
+    "--verify-timeout", default=120.0, show_default=True, help="Seconds for the background verify."
+)
+@seconds_option(
+    "--stable-for", default=10.0, show_default=True, help="Seconds each new instance must run."
+)
 @click.option(
     "--one-offs",
     type=click.Choice(["wait", "ignore"]),
-    help="Running one-offs (drainctl run): wait for them, or leave them running [wait].",
+    show_default="wait",
+    help="Running one-offs (drainctl run): wait for them, or leave them running.",
 )
+@click.pass_context
 @handle_errors
-def install(remote: str, app: str | None, **chosen_options: float | str | None) -> None:
+def install(
+    ctx: click.Context, /, remote: str, app: str | None, **options: float | str | None
+) -> None:
     """Write .git/hooks/pre-push (idempotent; an existing hook is chained, never overwritten).
 
     \b
-    Example: drainctl hook install --remote heroku --drain-deadline 60 --one-offs ignore
+    Example: drainctl hook install --app myapp --drain-deadline 40 --one-offs ignore
     """
     from drainctl.deploy.githook import install as install_hook
 
     extra = ["--app", app] if app else []
     chosen = [
         str(part)
-        for name, value in chosen_options.items()
-        if value is not None
+        for name, value in options.items()
+        # Only what was given goes into the hook: `hook run` has the same defaults.
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         for part in (f"--{name.replace('_', '-')}", value)
     ]
     click.echo(install_hook(remote, extra, chosen))
@@ -53,7 +76,11 @@ def install(remote: str, app: str | None, **chosen_options: float | str | None) 
 @hook.command()
 @handle_errors
 def uninstall() -> None:
-    """Remove the hook and restore the one it chained, if any."""
+    """Remove the hook and restore the one it chained, if any.
+
+    \b
+    Example: drainctl hook uninstall
+    """
     from drainctl.deploy.githook import uninstall as uninstall_hook
 
     click.echo(uninstall_hook())

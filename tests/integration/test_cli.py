@@ -149,6 +149,40 @@ def test_help_lists_exit_codes_and_imports_no_framework():
     assert "HEAVY []" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["status", "ping"])
+def test_status_and_ping_load_no_rich(
+    settings: Settings, start_listener: StartListener, command: str
+):
+    """status and ping draw their tables as plain text: rich is ~40 ms of their start-up
+    (docs/benchmarks.md); only `status --watch` on a terminal and the deploy display load it."""
+    start_listener("worker", dyno="worker.1")
+    probe = (
+        "import sys\nfrom drainctl.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print('RICH', [m for m in sys.modules if m.split('.')[0] == 'rich'], code)\n"
+    )
+    where = ["--redis-url", settings.redis_url, "--app", str(settings.app)]
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *where, command],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "DRAINCTL_ALLOW_UNSIGNED": "1"},
+    )
+    assert "RICH [] 0" in result.stdout, result.stderr
+    assert "worker.1" in result.stdout
+
+
+def test_tables_are_plain_aligned_and_escaped():
+    """Columns two spaces apart, padded to the widest cell (wide characters count two), no
+    trailing blanks; a control character in a registry entry is shown escaped."""
+    from drainctl.render import _build_table
+
+    lines = _build_table(["a", "bb"], [["xyz", "1"], ["\u7d4c\u7406", "2\x1b[2J\n"]])
+    assert lines == ["a     bb", "xyz   1", "\u7d4c\u7406  2\\x1b[2J\\n"]
+
+
 @pytest.mark.parametrize(("columns", "width"), [("60", 58), ("200", 78), ("20", 50)])
 def test_help_width_is_clicks(monkeypatch: pytest.MonkeyPatch, columns: str, width: int):
     """The terminal's width less 2, between 50 and 78, as click computes it with shutil."""

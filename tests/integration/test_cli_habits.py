@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import redis
 from click.testing import CliRunner
@@ -66,16 +67,51 @@ def test_global_options_work_after_the_command(
     assert json.loads(out)["ok"] is True
 
 
-@pytest.mark.parametrize("command", ["status", "ping", "drain", "resume", "deploy", "completion"])
-def test_dash_h_everywhere(settings: Settings, command: str) -> None:
-    """-h shows the command's help, with an example for ours and SECONDS for durations."""
-    code, out, _ = run(settings, command, "-h")
+def command_paths(group: click.Group = main, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command users see (hidden ones are git's), groups and their subcommands."""
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        if command.hidden:
+            continue
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths += command_paths(command, (*prefix, name))
+    return paths
+
+
+def lookup(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", [(), *command_paths()], ids=lambda p: " ".join(p) or "main")
+def test_dash_h_everywhere_with_an_example(settings: Settings, path: tuple[str, ...]) -> None:
+    """-h shows every command's help with an example; durations are SECONDS; defaults are all
+    click's ``[default: ...]``, never written into the help text by hand."""
+    code, out, _ = run(settings, *path, "-h")
     assert code == 0
-    assert out.startswith(f"Usage: drainctl {command}")
-    if command in ("status", "ping", "drain", "resume", "deploy", "completion"):
-        assert "Example" in out
-    if command in ("ping", "drain", "resume"):
+    assert out.startswith(f"Usage: drainctl {' '.join(path)}".rstrip())
+    assert "Example" in out
+    for param in lookup(path).params:
+        if not isinstance(param, click.Option):
+            continue
+        assert "default" not in (param.help or "").lower(), param.name
+        if type(param.type) is click.types.FloatParamType:  # a FloatRange is in other units
+            assert param.metavar == "SECONDS", param.name
+    if path[-1:] in (("ping",), ("drain",), ("resume",)):
         assert "--timeout SECONDS" in out
+
+
+def test_every_command_is_covered() -> None:
+    """The walk above sees the commands the README names."""
+    assert {"status", "ping", "drain", "resume", "deploy", "release-phase", "verify", "unfence",
+            "history", "hook", "run", "doctor", "rq-worker", "completion"} <= {
+        path[0] for path in command_paths()
+    }  # fmt: skip
+    assert ("hook", "install") in command_paths()
 
 
 def test_unknown_app_exits_2_naming_known_apps(
