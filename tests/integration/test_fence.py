@@ -80,7 +80,9 @@ def test_fence_check_costs_no_command_per_heartbeat(
     settings: Settings, start_listener: StartListener, redis_client: redis.Redis
 ) -> None:
     """Plain heartbeats stay one SET each: the fence is read only when (re)registering."""
-    listener = start_listener("worker", release="v1", heartbeat_interval=0.02)
+    # 0.1 s beats (a 0.3 s TTL): a loaded machine's pause does not expire the entry, which would
+    # rightly re-register and read the fence.
+    listener = start_listener("worker", release="v1", heartbeat_interval=0.1)
     # Registered (its one fence read done) before the count starts.
     registry = Registry(redis_client, listener.identity.app)
     wait_for(registry.live, 10, "the listener registered")
@@ -90,7 +92,7 @@ def test_fence_check_costs_no_command_per_heartbeat(
         info = redis_client.info("commandstats")
         return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
 
-    wait_for(lambda: stats().get("set", 0) >= 20, 10, "20 heartbeats")
+    wait_for(lambda: stats().get("set", 0) >= 10, 10, "10 heartbeats")
     calls = stats()
     assert calls.get("get", 0) == 0, calls
     assert calls.get("exists", 0) == 0, calls
