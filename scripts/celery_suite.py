@@ -14,7 +14,6 @@ exits 1 if any differs beyond ``EXPECTED``, so the next Celery release is checke
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,12 +23,11 @@ from importlib.metadata import version
 from pathlib import Path
 from xml.etree import ElementTree
 
-from rq_suite import outcomes
+from rq_suite import compare, outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer  # noqa: E402
 
 CACHE = ROOT / ".cache" / "celery-suite"
 DEFAULT_TESTS = ["t/unit/worker", "t/unit/apps/test_worker.py", "t/unit/bin/test_worker.py"]
@@ -139,24 +137,7 @@ def run(where: Path, worker: str, port: int, args: list[str]) -> dict[str, str]:
 def main(args: list[str]) -> int:
     """Both runs, compared."""
     where = suite()
-    server = RedisServer().start()
-    try:
-        plain = run(where, "celery", server.port, args)
-        drainable = run(where, "drainctl", server.port, args)
-    finally:
-        server.cleanup()
-    differ = {
-        test: {"celery": plain.get(test, "absent"), "drainctl": drainable.get(test, "absent")}
-        for test in sorted(set(plain) | set(drainable))
-        if plain.get(test) != drainable.get(test)
-    }
-    counts = {
-        name: {kind: list(run.values()).count(kind) for kind in sorted(set(run.values()))}
-        for name, run in (("celery", plain), ("drainctl", drainable))
-    }
-    summary = {"celery_version": version("celery"), "counts": counts, "differ": differ}
-    print(json.dumps(summary, indent=1))
-    return 1 if set(differ) - EXPECTED else 0
+    return compare("celery", lambda worker, port: run(where, worker, port, args), EXPECTED)
 
 
 if __name__ == "__main__":

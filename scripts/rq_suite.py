@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from xml.etree import ElementTree
@@ -110,26 +111,35 @@ def outcomes(tree: ElementTree.ElementTree[ElementTree.Element]) -> dict[str, st
     return found
 
 
-def main(args: list[str]) -> int:
-    """Both runs, compared."""
-    where = suite()
+def compare(
+    framework: str, run_as: Callable[[str, int], dict[str, str]], expected: frozenset[str]
+) -> int:
+    """Run the suite as ``framework`` and as ``drainctl`` on one private Redis, print both
+    results' counts and every test whose result differs; 1 if one differs unexpectedly."""
     server = RedisServer().start()
     try:
-        plain = run(where, "rq", server.port, args)
-        drainable = run(where, "drainctl", server.port, args)
+        plain = run_as(framework, server.port)
+        drainable = run_as("drainctl", server.port)
     finally:
         server.cleanup()
     differ = {
-        test: {"rq": plain.get(test, "absent"), "drainctl": drainable.get(test, "absent")}
+        test: {framework: plain.get(test, "absent"), "drainctl": drainable.get(test, "absent")}
         for test in sorted(set(plain) | set(drainable))
         if plain.get(test) != drainable.get(test)
     }
     counts = {
         name: {kind: list(run.values()).count(kind) for kind in sorted(set(run.values()))}
-        for name, run in (("rq", plain), ("drainctl", drainable))
+        for name, run in ((framework, plain), ("drainctl", drainable))
     }
-    print(json.dumps({"rq_version": version("rq"), "counts": counts, "differ": differ}, indent=1))
-    return 1 if set(differ) - EXPECTED else 0
+    summary = {f"{framework}_version": version(framework), "counts": counts, "differ": differ}
+    print(json.dumps(summary, indent=1))
+    return 1 if set(differ) - expected else 0
+
+
+def main(args: list[str]) -> int:
+    """Both runs, compared."""
+    where = suite()
+    return compare("rq", lambda worker, port: run(where, worker, port, args), EXPECTED)
 
 
 if __name__ == "__main__":
