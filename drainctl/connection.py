@@ -116,6 +116,28 @@ def translate_outage(settings: Settings) -> Iterator[None]:
 RawCommand = tuple[EncodableT, ...]
 
 
+def pack(commands: tuple[RawCommand, ...] | list[RawCommand]) -> bytes:
+    """``commands`` in the Redis protocol (RESP), ready to send in one write.
+
+    What redis-py's ``pack_commands`` does for the arguments the channel sends (bytes, str, int,
+    float), in a fraction of its CPU: it encodes each argument through several layers.
+    """
+    parts: list[bytes] = []
+    for command in commands:
+        parts.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, str):
+                data = arg.encode()
+            elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
+                data = repr(arg).encode()
+            else:
+                data = bytes(arg)
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
+
+
 class Line:
     """One of a client's pooled connections, held for a series of round trips.
 
@@ -141,7 +163,7 @@ class Line:
         connection: Any = self._connection
         responses: list[Any] = []
         try:
-            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            connection.send_packed_command([pack(commands)], check_health=False)
             for _ in commands:
                 try:
                     responses.append(connection.read_response())
