@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 
 # The width of the last error in the status table (the whole of it is in --json).
 LAST_ERROR_CHARS = 48
+
+
+# What a terminal would interpret: never written as is (registry entries are anyone's text).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def emit_json(value: Any) -> None:
@@ -232,8 +237,29 @@ def _summary(data: dict[str, Any]) -> str:
     )
 
 
+# From this many rows on, tables are plain text: rich measures and wraps every cell (about
+# 1 ms of CPU per row), which made `drainctl drain` to 500 instances spend longer drawing its
+# table than draining.
+PLAIN_FROM_ROWS = 100
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    if len(rows) >= PLAIN_FROM_ROWS:
+        sys.stdout.write(plain_table(headers, rows))
+        sys.stdout.flush()
+        return
     _console().print(_build_table(headers, rows))
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """The table as rich draws it without a box (columns two spaces apart), unwrapped."""
+    cleaned = [[_CONTROL.sub("?", cell) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *cleaned, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *cleaned]
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _build_table(headers: list[str], rows: list[list[str]]) -> Any:
