@@ -34,8 +34,9 @@ from drainctl import Command, ControlClient, Settings
 from drainctl.listener import STATE_BEAT_DELAY
 
 JOB_S = 0.2
-# A fleet at rest, as in a deploy: past the state writes the previous command caused.
-SETTLE_S = STATE_BEAT_DELAY + 0.2
+# A fleet at rest, as in a deploy: past the state writes the previous command caused (the
+# same pause whatever their delay, so runs of older releases compare).
+SETTLE_S = max(STATE_BEAT_DELAY, 1.0) + 0.2
 FANOUT = (10, 20)  # processes, listeners per process
 
 

@@ -57,8 +57,9 @@ from drainctl.listener import STATE_BEAT_DELAY
 # listeners -> (processes, listeners per process), as in roundtrip.py
 PING_LAYOUTS = {4: (4, 1), 200: (10, 20)}
 DRAIN_LAYOUTS = {200: (20, 10), 500: (50, 10)}
-# A fleet at rest, as in a deploy: past the state writes the previous command caused.
-SETTLE_S = STATE_BEAT_DELAY + 0.2
+# A fleet at rest, as in a deploy: past the state writes the previous command caused (the
+# same pause whatever their delay, so runs of older releases compare).
+SETTLE_S = max(STATE_BEAT_DELAY, 1.0) + 0.2
 HEARTBEAT_COMMANDS = {"set"}
 # Our own probes.
 MONITOR_COMMANDS = {"info", "config|resetstat", "config"}
