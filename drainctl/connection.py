@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
-from redis.connection import Connection
+from redis.connection import AbstractConnection, Connection
 from redis.retry import Retry
 from redis.typing import EncodableT
 
@@ -214,12 +214,18 @@ class Line:
         self.close()
 
 
+_STOCK_READ = AbstractConnection.read_response
+
+
 def _read(connection: Any) -> Any:
     """One response, straight from the parser (a refusal comes back as a ResponseError).
 
     redis-py's ``read_response`` formats its error message (host and port) before every read:
-    a sixth of a listener's CPU per request. Only an error pays for it here.
+    a sixth of a listener's CPU per request. Only an error pays for it here. A connection class
+    with a ``read_response`` of its own (Sentinel and Cluster redirects, fakeredis) keeps it.
     """
+    if type(connection).read_response is not _STOCK_READ:
+        return connection.read_response()
     try:
         return connection._parser.read_response()
     except TimeoutError as exc:
