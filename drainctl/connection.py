@@ -130,10 +130,12 @@ def pack(commands: tuple[RawCommand, ...] | list[RawCommand]) -> bytes:
                 data = arg
             elif isinstance(arg, str):
                 data = arg.encode()
+            elif isinstance(arg, (bytearray, memoryview)):
+                data = bytes(arg)
             elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
                 data = repr(arg).encode()
-            else:
-                data = bytes(arg)
+            else:  # as redis-py does: a bool or None is a bug, not a value to send
+                raise redis.DataError(f"cannot send {type(arg).__name__} {arg!r} to Redis")
             parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
 
