@@ -222,7 +222,7 @@ def _age(doc: dict[str, Any], pttl: int | None, now: float | None) -> float:
 
 
 # Reads the index and every heartbeat document (one MGET per 1000 ids), prunes ids whose
-# document expired (their inboxes with them), filters by id prefix and process type, and
+# document expired (their inboxes get a TTL), filters by id prefix and process type, and
 # optionally delivers a request to every selected inbox: one round trip for all of it.
 # A delivery costs one command per inbox: an inbox whose listener is waiting on it is popped at
 # once and needs no TTL. The push sets one only when requests are already queued there (the
