@@ -18,7 +18,14 @@ from typing import Any, cast
 import redis
 
 from drainctl.config import Settings, validate_name
-from drainctl.connection import Line, RawCommand, ServerClock, connect, translate_outage
+from drainctl.connection import (
+    REDIS_ERRORS,
+    Line,
+    RawCommand,
+    ServerClock,
+    connect,
+    translate_outage,
+)
 from drainctl.errors import ConfigError, ProtocolError
 from drainctl.keys import Keys
 from drainctl.protocol import Command, Reply, Request, Seal
@@ -170,24 +177,47 @@ class ControlClient:
         outcome = Outcome(command)
         with translate_outage(self.settings), Line(self.client) as line:
             request = self._request(command, args or {}, timeout)
+            ttl_ms = round(timeout * 1000)
             records = self.registry.live(
                 target.process_types,
                 target.instance_id,
                 deliver=request.encode(self._seal(target)),
-                inbox_ttl_ms=round(timeout * 1000),
+                inbox_ttl_ms=ttl_ms,
                 line=line,
+                now=request.sent_at,
             )
             # An unverified entry got the request too (the same script delivers it), but only
             # instances that prove they hold the secret are waited for.
             trusted = [r for r in self._trusted(records) if r.instance_id not in not_awaited]
-            if trusted:
-                awaited = {r.instance_id for r in trusted}
-                self._gather(line, outcome, request, awaited, started)
-        answered = {r.instance_id for r in outcome.replies}
+            awaited = {r.instance_id for r in trusted}
+            failure: BaseException | None = None
+            try:
+                if trusted:
+                    self._gather(line, outcome, request, awaited, started)
+            except BaseException as exc:
+                failure = exc
+                raise
+            finally:
+                answered = {r.instance_id for r in outcome.replies}
+                # Who did not take the request may never pop it: its inbox gets the TTL the
+                # push left out (see registry._SELECT), also on Ctrl-C. Not with Redis gone:
+                # those inboxes get one when their entries are pruned.
+                if not isinstance(failure, REDIS_ERRORS):
+                    untaken = [r.instance_id for r in records if r.instance_id not in answered]
+                    self._expire_inboxes(line, untaken, ttl_ms)
         outcome.missing = [r for r in trusted if r.instance_id not in answered]
         outcome.unverified = [r for r in records if not r.trusted]
         outcome.elapsed = time.monotonic() - started
         return outcome
+
+    def _expire_inboxes(self, line: Line, instance_ids: list[str], ttl_ms: int) -> None:
+        if not instance_ids:
+            return
+        try:
+            line.call(*(("PEXPIRE", self.keys.inbox(i), ttl_ms) for i in instance_ids))
+        except REDIS_ERRORS as exc:
+            # Those inboxes get their TTL when their entries are pruned.
+            logger.warning("could not set the TTL of %d inbox(es): %s", len(instance_ids), exc)
 
     def _request(self, command: Command, args: dict[str, Any], timeout: float) -> Request:
         if self.clock is None:

@@ -38,6 +38,7 @@ CLI_COMMANDS: dict[str, tuple[str, ...]] = {
     "ZRANGE": ("ZRANGE", "{}instances", "0", "-1"),
     "ZREM": ("ZREM", "{}instances", "x"),
     "GET": ("GET", "{}instance:x"),
+    "MGET": ("MGET", "{}instance:x", "{}instance:y"),
     "PTTL": ("PTTL", "{}instance:x"),
     "RPUSH": ("RPUSH", "{}inbox:x", "x"),
     "PEXPIRE": ("PEXPIRE", "{}inbox:x", "1"),

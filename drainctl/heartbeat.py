@@ -88,23 +88,30 @@ class Checker:
     def __init__(self, signer: Signer | None = None) -> None:
         self.signer = signer
         self._warned: set[tuple[str, str]] = set()
-        # Verdicts by stored bytes: a requester polling the registry (verify, every 0.25 s; a
-        # ping per command) checks each beat's HMAC once, not at every read.
-        self._verdicts: dict[bytes | str, tuple[bool | None, str]] = {}
+        # Results by instance id and stored bytes: a requester reading the registry often (a
+        # ping per command, verify every 0.25 s) parses, cleans and checks the HMAC of each
+        # beat once, not at every read. Readers must not modify the documents they get.
+        self._checked: dict[tuple[str, bytes | str], Checked | None] = {}
 
     def check(self, instance_id: str, raw: bytes | str) -> Checked | None:
         """The checked document stored under ``instance_id``, or None to skip it."""
+        key = (instance_id, raw)
+        try:
+            return self._checked[key]
+        except KeyError:
+            pass
+        if len(self._checked) >= _MAX_VERDICTS:
+            self._checked.clear()
+        checked = self._checked[key] = self._check(instance_id, raw)
+        return checked
+
+    def _check(self, instance_id: str, raw: bytes | str) -> Checked | None:
         doc = _load(raw)
         problem = _shape_problem(instance_id, doc)
         if problem is not None or not isinstance(doc, dict):
             self._warn(instance_id, f"{problem}: skipped")
             return None
-        verdict = self._verdicts.get(raw)
-        if verdict is None:
-            if len(self._verdicts) >= _MAX_VERDICTS:
-                self._verdicts.clear()
-            verdict = self._verdicts[raw] = self._authenticity(doc)
-        verified, doubt = verdict
+        verified, doubt = self._authenticity(doc)
         return Checked(self._clean(instance_id, doc), verified, doubt)
 
     def _authenticity(self, doc: dict[str, Any]) -> tuple[bool | None, str]:

@@ -29,6 +29,8 @@ STALE_AFTER_HEARTBEATS = 2
 # The index outlives any single heartbeat; each live listener re-adds itself well within it.
 INDEX_TTL = 3600
 INDEX_REFRESH_EVERY = 60
+# What an inbox of an instance found gone keeps, at most: requests in it expire well before.
+ORPHAN_INBOX_TTL_MS = 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -178,12 +180,14 @@ class Registry:
         deliver: bytes | None = None,
         inbox_ttl_ms: int = 0,
         line: Line | None = None,
+        now: float | None = None,
     ) -> list[InstanceRecord]:
         """Live instances (optionally of some types, or one id prefix), oldest first.
 
         With ``deliver``, the same round trip also pushes that request into each selected
         instance's inbox: what is read and what is addressed cannot disagree. ``line`` runs it
-        on a held connection (the requester's hot path).
+        on a held connection (the requester's hot path). A delivery reads no key's TTL: ages
+        then come from each document's ``beat_at`` against ``now`` (the server's clock).
         """
         keys = [self.keys.instances]
         args: list[EncodableT] = [
@@ -198,30 +202,63 @@ class Registry:
                 raw = self._select(keys, args)
         else:
             raw = line.script(self._select, keys, args)
+        timed = not deliver
         records = []
         for key_id, doc_raw, pttl in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
             checked = self.checker.check(_text(key_id), doc_raw)
             if checked is None:
                 continue
-            # Age from the key's remaining TTL, not from timestamps: immune to clock skew.
-            age = max(0.0, (_ttl_ms(interval_of(checked.doc)) - max(pttl, 0)) / 1000)
-            records.append(InstanceRecord(checked.doc, age, checked.verified, checked.doubt))
+            records.append(
+                InstanceRecord(
+                    checked.doc,
+                    _age(checked.doc, pttl if timed else None, now),
+                    checked.verified,
+                    checked.doubt,
+                )
+            )
         return records
 
 
-# Reads the index, prunes ids whose heartbeat expired, filters by id prefix and process type,
-# and optionally delivers a request to every selected inbox: one round trip for all of it.
+def _age(doc: dict[str, Any], pttl: int | None, now: float | None) -> float:
+    """Seconds since the last beat: from the key's remaining TTL when read (immune to clock
+    skew), else from the document's own beat time on the server's clock."""
+    if pttl is not None:
+        return max(0.0, (_ttl_ms(interval_of(doc)) - max(pttl, 0)) / 1000)
+    beat_at = doc.get("beat_at")
+    if now is None or not isinstance(beat_at, (int, float)):
+        return 0.0
+    return max(0.0, now - beat_at)
+
+
+# Reads the index and every heartbeat document (one MGET per 1000 ids), prunes ids whose
+# document expired (their inboxes get a TTL), filters by id prefix and process type, and
+# optionally delivers a request to every selected inbox: one round trip for all of it.
+# A delivery costs one command per inbox: an inbox whose listener is waiting on it is popped at
+# once and needs no TTL. The push sets one only when requests are already queued there (the
+# listener is not keeping up); a request that lands alone in the inbox of an instance that
+# does not take it gets its TTL from the requester once it knows (ControlClient.send), and a
+# gone instance's inbox gets one (ORPHAN_INBOX_TTL: a listener back from a long outage still
+# finds what waits for it) when its entry is pruned. Reads without a delivery also return each
+# document's remaining TTL (its age); deliveries return -1 there.
 _SELECT = """
 local base, payload, ttl, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local types = {}
 for i = 5, #ARGV do types[ARGV[i]] = true end
 local filter_types = #ARGV >= 5
-local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = base .. 'instance:' .. id
-  local doc = redis.call('GET', key)
+local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local docs = {}
+for first = 1, #ids, 1000 do
+  local keys = {}
+  for i = first, math.min(first + 999, #ids) do keys[#keys + 1] = base .. 'instance:' .. ids[i] end
+  local got = redis.call('MGET', unpack(keys))
+  for i = 1, #got do docs[first + i - 1] = got[i] end
+end
+local out, gone = {}, {}
+for i, id in ipairs(ids) do
+  local doc = docs[i]
   if not doc then
-    redis.call('ZREM', KEYS[1], id)
+    gone[#gone + 1] = id
+    redis.call('PEXPIRE', base .. 'inbox:' .. id, ORPHAN_INBOX_TTL)
   elseif string.sub(id, 1, #prefix) == prefix then
     local wanted = not filter_types
     if filter_types then
@@ -230,19 +267,26 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
       wanted = ptype ~= nil and types[ptype] ~= nil
     end
     if wanted then
+      local left = -1
       if payload ~= '' then
         local inbox = base .. 'inbox:' .. id
-        redis.call('RPUSH', inbox, payload)
-        redis.call('PEXPIRE', inbox, ttl)
+        if redis.call('RPUSH', inbox, payload) > 1 then
+          redis.call('PEXPIRE', inbox, ttl)
+        end
+      else
+        left = redis.call('PTTL', base .. 'instance:' .. id)
       end
       out[#out + 1] = id
       out[#out + 1] = doc
-      out[#out + 1] = redis.call('PTTL', key)
+      out[#out + 1] = left
     end
   end
 end
+for first = 1, #gone, 1000 do
+  redis.call('ZREM', KEYS[1], unpack(gone, first, math.min(first + 999, #gone)))
+end
 return out
-"""
+""".replace("ORPHAN_INBOX_TTL", str(ORPHAN_INBOX_TTL_MS))
 
 
 def _ttl_ms(interval: float) -> int:

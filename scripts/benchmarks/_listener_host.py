@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--heartbeat-interval", type=float, default=None)
     parser.add_argument("--block-timeout", type=float, default=None)
     parser.add_argument("--jobs", action="store_true", help="run a JobsAdapter work loop")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the serve threads into FILE")
     return parser.parse_args()
 
 
@@ -60,6 +62,20 @@ def work_loop(jobs: JobsAdapter, url: str, app: str, stopping: threading.Event) 
     client.close()
 
 
+def profiled(listener: ControlListener, profile: cProfile.Profile) -> None:
+    """Run the listener's serve thread under ``profile`` (the thread that answers requests)."""
+    serve = listener._serve
+
+    def run() -> None:
+        profile.enable()
+        try:
+            serve()
+        finally:
+            profile.disable()
+
+    listener._serve = run  # type: ignore[method-assign]
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -72,11 +88,16 @@ def main() -> None:
     )
     stopping = threading.Event()
     listeners, loops = [], []
+    # Thread CPU time, not wall time: a serve thread spends most of its wall time blocked.
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
     for _ in range(args.count):
         adapter = JobsAdapter() if args.jobs else None
         listener = ControlListener(
             process_type=args.process_type, adapter=adapter, settings=settings
-        ).start()
+        )
+        if profile is not None:
+            profiled(listener, profile)
+        listener.start()
         listeners.append(listener)
         if adapter is not None:
             loop = threading.Thread(
@@ -99,6 +120,8 @@ def main() -> None:
         listener.stop()
     for loop in loops:
         loop.join(2)
+    if profile is not None:
+        profile.dump_stats(args.profile)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 - Nothing in flight: ``drain`` to 1 and 4 listener processes (generic JobsAdapter, idle), then
   ``resume``; anchored to ``ping`` on the same fleet, sent in turn with the drains and like them
-  to a fleet at rest (0.2 s after the previous command, as in a deploy; back-to-back requests
-  are faster, see roundtrip), and to Celery's closest remote command,
+  to a fleet at rest (past the state writes of the previous command, as in a deploy;
+  back-to-back requests are faster, see roundtrip), and to Celery's closest remote command,
   ``control.cancel_consumer(reply=True, limit=4)``, against 4 real workers on the same Redis.
 - A job in flight: how long after the job ends the acknowledgement arrives (the overhead over
   the job's remaining time), from wall-clock stamps taken in the listener's process.
@@ -31,9 +31,12 @@ from _common import (
 )
 
 from drainctl import Command, ControlClient, Settings
+from drainctl.listener import STATE_BEAT_DELAY
 
 JOB_S = 0.2
-SETTLE_S = 0.2
+# A fleet at rest, as in a deploy: past the state writes the previous command caused (the
+# same pause whatever their delay, so runs of older releases compare).
+SETTLE_S = max(STATE_BEAT_DELAY, 1.0) + 0.2
 FANOUT = (10, 20)  # processes, listeners per process
 
 

@@ -126,7 +126,7 @@ def test_restricted_acl_user(settings: Settings, redis_server: RedisServer, rest
     assert code == 1
     acl = checks[f"acl {restricted_user}"]
     assert acl["verdict"] == "FAIL"
-    assert acl["detail"].startswith("may not run ZRANGE, ZREM, PTTL, RPUSH")
+    assert acl["detail"].startswith("may not run ZRANGE, ZREM, MGET, PTTL, RPUSH")
 
 
 def test_wrong_secret_fails(settings: Settings, start_listener: StartListener):

@@ -1,0 +1,105 @@
+"""What a request leaves in Redis, and how many commands it costs per listener."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from drainctl.channel import ControlClient
+from drainctl.config import Settings
+from drainctl.keys import Keys
+from drainctl.listener import ControlListener
+from drainctl.protocol import Command, Request
+from drainctl.registry import ORPHAN_INBOX_TTL_MS, Registry
+from tests.integration.conftest import StartListener
+from tests.redis_server import RedisServer
+
+
+def register_silent(redis_client: redis.Redis, app: str, instance_id: str) -> None:
+    """A registry entry nobody serves: a listener that died without a word."""
+    doc = {"instance_id": instance_id, "process_type": "worker", "heartbeat_interval": 5.0}
+    Registry(redis_client, app).register(doc, 5.0)
+
+
+def test_a_request_nobody_takes_expires_with_its_timeout(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+):
+    """The push into an idle inbox sets no TTL; the requester sets it once the instance has not
+    answered, so the request is gone when it could no longer be answered."""
+    start_listener()
+    app = str(settings.app)
+    register_silent(redis_client, app, "silent1")
+    outcome = ControlClient(settings).send(Command.PING, timeout=0.5)
+    assert [r.instance_id for r in outcome.missing] == ["silent1"]
+    inbox = Keys(app).inbox("silent1")
+    assert redis_client.llen(inbox) == 1
+    assert 0 < redis_client.pttl(inbox) <= 500
+    redis_client.delete(Keys(app).instance("silent1"), Keys(app).instances)
+
+
+def test_a_gone_instance_inbox_gets_a_ttl_when_its_entry_is_pruned(
+    settings: Settings, redis_client: redis.Redis
+):
+    """A request left without a TTL in the inbox of an instance that then vanished (its
+    requester died before it could set one) expires once any reader prunes the entry."""
+    app = str(settings.app)
+    keys = Keys(app)
+    register_silent(redis_client, app, "gone1")
+    now = time.time()
+    request = Request(Command.PING, "test", now, now + 5, keys.reply("x"))
+    redis_client.rpush(keys.inbox("gone1"), request.encode())
+    redis_client.delete(keys.instance("gone1"))  # its heartbeat expired
+    assert ControlClient(settings).live() == []
+    assert redis_client.zrange(keys.instances, 0, -1) == []
+    assert 0 < redis_client.pttl(keys.inbox("gone1")) <= ORPHAN_INBOX_TTL_MS
+    redis_client.delete(keys.inbox("gone1"))
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A redis-server of this test alone: INFO commandstats counts every client's commands."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_a_ping_costs_four_commands_per_listener_plus_a_few(
+    own_server: RedisServer, app: str, n: int
+):
+    """Per listener: the push into its inbox, its reply (RPUSH, PEXPIRE) and its next blocking
+    read. Per request: the script, the index read, one MGET of every heartbeat and the reads
+    of the replies (one BLMPOP per batch, at most one per listener). No GET, no PTTL."""
+    settings = Settings(redis_url=own_server.url, app=app, block_timeout=30.0)
+    listeners = [
+        ControlListener(process_type="worker", settings=settings).start() for _ in range(n)
+    ]
+    admin = redis.Redis.from_url(own_server.url)
+    try:
+        client = ControlClient(settings)
+        assert client.send(Command.PING, timeout=5).ok  # warm-up: script loaded, clock synced
+        admin.config_resetstat()
+        outcome = client.send(Command.PING, timeout=5)
+        stats = admin.info("commandstats")
+    finally:
+        admin.close()
+        for listener in listeners:
+            listener.stop()
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    for ours in ("info", "config|resetstat", "set"):  # our probes; heartbeats (own timer)
+        calls.pop(ours, None)
+    assert outcome.ok
+    assert len(outcome.replies) == n
+    assert {k: calls.get(k, 0) for k in ("evalsha", "zrange", "mget", "get", "pttl")} == {
+        "evalsha": 1,
+        "zrange": 1,
+        "mget": 1,
+        "get": 0,
+        "pttl": 0,
+    }
+    assert (calls["rpush"], calls["pexpire"], calls["blpop"]) == (2 * n, n, n)
+    assert 1 <= calls["blmpop"] <= n
+    assert set(calls) == {"evalsha", "zrange", "mget", "rpush", "pexpire", "blpop", "blmpop"}
