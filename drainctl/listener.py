@@ -46,11 +46,10 @@ logger = logging.getLogger(__name__)
 _WAKE = b"\x00drainctl-wake"
 _MB = 1024 * 1024
 # A state change reaches the registry this long after it happens rather than at once: the
-# acknowledgements of a fan-out go out first, and a quick draining -> drained costs one write
-# instead of two. On two cores, 500 listeners' state writes landing 0.1 s after a drain made
-# the drain's slowest acknowledgement 2-3x later (those writes took the CPU the remaining
-# acknowledgements needed); a second lets a fan-out of hundreds finish first.
-STATE_BEAT_DELAY = 1.0
+# acknowledgement goes out first, and a quick draining -> drained costs one write instead of two.
+# Short, so `status` right after a drain or resume shows it, and always well inside the entry's
+# TTL (three beats): a longer delay at a short --heartbeat-interval let the entry expire.
+STATE_BEAT_DELAY = 0.1
 
 
 class ControlListener:
