@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import redis
 
 from drainctl.adapters.jobs import JobsAdapter
@@ -13,6 +16,7 @@ from drainctl.registry import Registry
 from tests.integration.conftest import StartListener
 from tests.integration.test_clock import Fires, StartClock, start_clock, ticking  # noqa: F401 - a fixture
 from tests.polling import wait_for
+from tests.redis_server import RedisServer
 
 
 def fence(
@@ -76,17 +80,26 @@ def test_fence_sent_with_a_drain_expires_on_its_own(
     wait_for(lambda: listener.state is State.RUNNING and jobs.accepting, 10, "fence expiry")
 
 
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
 def test_fence_check_costs_no_command_per_heartbeat(
-    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+    start_listener: StartListener, private_redis: RedisServer
 ) -> None:
     """Plain heartbeats stay one SET each: the fence is read only when (re)registering."""
-    # 0.1 s beats (a 0.3 s TTL): a loaded machine's pause does not expire the entry, which would
-    # rightly re-register and read the fence.
-    start_listener("worker", release="v1", heartbeat_interval=0.1)
-    redis_client.config_resetstat()
+    client = redis.Redis.from_url(private_redis.url)
+    # A server of its own: what other tests left running would count too. 0.1 s beats (a 0.3 s
+    # TTL): a loaded machine's pause does not expire the entry, which would rightly re-register
+    # and read the fence.
+    start_listener("worker", release="v1", heartbeat_interval=0.1, redis_url=private_redis.url)
+    client.config_resetstat()
 
     def stats() -> dict[str, int]:
-        info = redis_client.info("commandstats")
+        info = client.info("commandstats")
         return {k.removeprefix("cmdstat_"): v["calls"] for k, v in info.items()}
 
     # Counted from the third beat: the registration (and its fence read) is over by then.
