@@ -17,13 +17,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 from xml.etree import ElementTree
 
-from rq_suite import compare, outcomes
+from rq_suite import compare, outcomes, sdist
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,18 +82,8 @@ if os.environ.get("CELERY_SUITE_WORKER") == "drainctl":
 
 
 def suite() -> Path:
-    """Celery's tests for the installed version, downloaded and unpacked once."""
-    release = version("celery")
-    unpacked = CACHE / f"celery-{release}"
-    if not (unpacked / "t").is_dir():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", f"celery=={release}", "--no-binary", ":all:",
-             "--no-deps", "--quiet", "-d", str(CACHE)],
-            check=True,
-        )  # fmt: skip
-        with tarfile.open(CACHE / f"celery-{release}.tar.gz") as archive:
-            archive.extractall(CACHE, filter="data")
+    """Celery's tests for the installed version."""
+    unpacked = sdist("celery", "t", CACHE)
     # The tests must import the installed Celery, not the sdist's copy beside them.
     shutil.rmtree(unpacked / "celery", ignore_errors=True)
     (unpacked / "conftest.py").write_text(CONFTEST)

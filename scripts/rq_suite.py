@@ -65,19 +65,26 @@ if os.environ.get("RQ_SUITE_WORKER") == "drainctl":
 '''
 
 
-def suite() -> Path:
-    """RQ's tests for the installed version, downloaded and unpacked once."""
-    release = version("rq")
-    unpacked = CACHE / f"rq-{release}"
-    if not (unpacked / "tests").is_dir():
-        CACHE.mkdir(parents=True, exist_ok=True)
+def sdist(package: str, tests: str, cache: Path) -> Path:
+    """The source release of the installed ``package`` (its ``tests`` directory inside),
+    downloaded and unpacked into ``cache`` once."""
+    release = version(package)
+    unpacked = cache / f"{package}-{release}"
+    if not (unpacked / tests).is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", f"rq=={release}", "--no-binary", ":all:",
-             "--no-deps", "--quiet", "-d", str(CACHE)],
+            [sys.executable, "-m", "pip", "download", f"{package}=={release}", "--no-binary",
+             ":all:", "--no-deps", "--quiet", "-d", str(cache)],
             check=True,
         )  # fmt: skip
-        with tarfile.open(CACHE / f"rq-{release}.tar.gz") as archive:
-            archive.extractall(CACHE, filter="data")
+        with tarfile.open(cache / f"{package}-{release}.tar.gz") as archive:
+            archive.extractall(cache, filter="data")
+    return unpacked
+
+
+def suite() -> Path:
+    """RQ's tests for the installed version."""
+    unpacked = sdist("rq", "tests", CACHE)
     (unpacked / "conftest.py").write_text(CONFTEST)
     return unpacked
 
