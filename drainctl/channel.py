@@ -337,24 +337,39 @@ class Inbox:
 
     def reply(self, request: Request, reply: Reply, now: float) -> None:
         """Push ``reply`` to the request's reply list, which expires shortly after the request."""
+        push, ttl_ms = self._reply_commands(request, reply, now)
         with Line(self.client) as line:
-            line.call(*self._reply_commands(request, reply, now))
+            line.call(push, ("PEXPIRE", request.reply_to, ttl_ms))
 
     def reply_and_pop(
         self, request: Request, reply: Reply, now: float, timeout: float
     ) -> bytes | None:
-        """:meth:`reply`, then :meth:`pop`, in one round trip: one per request, not two."""
-        *pushed, popped = self._line.call(
-            *self._reply_commands(request, reply, now),
-            ("BLPOP", self.key, timeout),
-            raise_on_error=False,
+        """:meth:`reply`, then :meth:`pop`, in one round trip: one per request, not two.
+
+        The reply list needs a TTL only from the listener whose push created it: the requester
+        pops it empty (and so deletes it) as replies come, and a push to a list that exists
+        keeps its TTL. So only that listener sends the ``PEXPIRE``, on the client's other
+        connection, while this one waits on its inbox: a fan-out costs Redis one such command
+        per read of the requester's, not one per listener.
+        """
+        push, ttl_ms = self._reply_commands(request, reply, now)
+
+        def expire_if_created(length: Any) -> None:
+            if length != 1:
+                return  # refused (warned below), or the list existed and has its TTL
+            try:
+                self.client.pexpire(request.reply_to, ttl_ms)
+            except REDIS_ERRORS as exc:
+                logger.warning("could not set the TTL of %s: %s", request.reply_to, exc)
+
+        pushed, popped = self._line.call(
+            push, ("BLPOP", self.key, timeout), raise_on_error=False, on_first=expire_if_created
         )
         if isinstance(popped, redis.ResponseError):
             raise popped
         # A reply list Redis refuses (say, a key of another type) must not cost the next request.
-        for response in pushed:
-            if isinstance(response, redis.ResponseError):
-                logger.warning("could not reply to %s: %s", request.reply_to, response)
+        if isinstance(pushed, redis.ResponseError):
+            logger.warning("could not reply to %s: %s", request.reply_to, pushed)
         return _popped(popped)
 
     def open(self) -> None:
@@ -369,14 +384,12 @@ class Inbox:
         """Give the serve thread's connection back to the pool."""
         self._line.close()
 
-    def _reply_commands(self, request: Request, reply: Reply, now: float) -> list[RawCommand]:
+    def _reply_commands(self, request: Request, reply: Reply, now: float) -> tuple[RawCommand, int]:
+        """The reply's push, and the TTL (ms) its list gets."""
         # Clamped: a far-future expires_at must neither overflow nor keep the list for years.
         ttl = min(max(request.expires_at - now, 0.0), MAX_REPLY_TTL) + REPLY_GRACE
         seal = None if self.signer is None else functools.partial(self.signer.sign, now=now)
-        return [
-            ("RPUSH", request.reply_to, reply.encode(seal)),
-            ("PEXPIRE", request.reply_to, round(ttl * 1000)),
-        ]
+        return ("RPUSH", request.reply_to, reply.encode(seal)), round(ttl * 1000)
 
 
 def _popped(popped: Any) -> bytes | None:

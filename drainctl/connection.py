@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -165,12 +165,19 @@ class Line:
         self.pool = client.connection_pool
         self._connection: Connection | None = None
 
-    def call(self, *commands: RawCommand, raise_on_error: bool = True) -> list[Any]:
+    def call(
+        self,
+        *commands: RawCommand,
+        raise_on_error: bool = True,
+        on_first: Callable[[Any], None] | None = None,
+    ) -> list[Any]:
         """Send ``commands`` in one round trip; their responses, in order.
 
         A command Redis refuses gives its ResponseError, raised (the first one, once every
         response is read, so the connection stays usable) or, with ``raise_on_error=False``,
         returned in its place. Any other failure drops the connection; the next call reconnects.
+        ``on_first`` gets the first response as soon as it is read, before a later command (a
+        blocking pop) is waited for.
         """
         self.open()
         # Typed as Any: redis-py leaves its raw connection methods unannotated.
@@ -183,6 +190,8 @@ class Line:
                     responses.append(_read(connection))
                 except redis.ResponseError as exc:
                     responses.append(exc)
+                if on_first is not None and len(responses) == 1:
+                    on_first(responses[0])
         except BaseException:
             connection.disconnect()
             raise

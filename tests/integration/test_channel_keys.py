@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from drainctl.channel import ControlClient
+from drainctl.channel import REPLY_GRACE, ControlClient
 from drainctl.config import Settings
 from drainctl.keys import Keys
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command, Request
 from drainctl.registry import ORPHAN_INBOX_TTL_MS, Registry
 from tests.integration.conftest import StartListener
+from tests.polling import wait_for
 from tests.redis_server import RedisServer
 
 
@@ -67,12 +69,13 @@ def own_server() -> Iterator[RedisServer]:
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_a_ping_costs_four_commands_per_listener_plus_a_few(
+def test_a_ping_costs_three_commands_per_listener_plus_a_few(
     own_server: RedisServer, app: str, n: int
 ):
-    """Per listener: the push into its inbox, its reply (RPUSH, PEXPIRE) and its next blocking
-    read. Per request: the script, the index read, one MGET of every heartbeat and the reads
-    of the replies (one BLMPOP per batch, at most one per listener). No GET, no PTTL."""
+    """Per listener: the push into its inbox, its reply and its next blocking read. Per request:
+    the script, the index read, one MGET of every heartbeat, the reads of the replies (one
+    BLMPOP per batch, at most one per listener) and a PEXPIRE from each listener whose reply
+    created the reply list (at least one, at most one per listener). No GET, no PTTL."""
     settings = Settings(redis_url=own_server.url, app=app, block_timeout=30.0)
     listeners = [
         ControlListener(process_type="worker", settings=settings).start() for _ in range(n)
@@ -83,6 +86,8 @@ def test_a_ping_costs_four_commands_per_listener_plus_a_few(
         assert client.send(Command.PING, timeout=5).ok  # warm-up: script loaded, clock synced
         admin.config_resetstat()
         outcome = client.send(Command.PING, timeout=5)
+        # The TTL goes out on the listener's other connection, maybe after the reply was read.
+        wait_for(lambda: "cmdstat_pexpire" in admin.info("commandstats"), 5, "the reply's TTL")
         stats = admin.info("commandstats")
     finally:
         admin.close()
@@ -100,6 +105,29 @@ def test_a_ping_costs_four_commands_per_listener_plus_a_few(
         "get": 0,
         "pttl": 0,
     }
-    assert (calls["rpush"], calls["pexpire"], calls["blpop"]) == (2 * n, n, n)
+    assert (calls["rpush"], calls["blpop"]) == (2 * n, n)
     assert 1 <= calls["blmpop"] <= n
+    assert 1 <= calls["pexpire"] <= n
     assert set(calls) == {"evalsha", "zrange", "mget", "rpush", "pexpire", "blpop", "blmpop"}
+
+
+def test_a_reply_nobody_reads_expires(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+):
+    """A requester gone before the replies: the reply that created the list gave it a TTL (the
+    request's own time left plus a grace), and the replies pushed after it keep that TTL."""
+    listener = start_listener()
+    keys = Keys(listener.identity.app)
+    seconds, micros = redis_client.time()
+    now = seconds + micros / 1e6
+    reply_to = keys.reply("gone-requester")
+    requests = [Request(Command.PING, "test", now, now + 5, reply_to, {}, f"r{i}") for i in (1, 2)]
+    for answered, request in enumerate(requests, 1):  # one at a time: each answered alone
+        redis_client.rpush(listener.inbox.key, request.encode())
+        wait_for(functools.partial(replies_are, redis_client, reply_to, answered), 5, "a reply")
+    assert 0 < redis_client.pttl(reply_to) <= (5 + REPLY_GRACE) * 1000
+    redis_client.delete(reply_to)
+
+
+def replies_are(client: redis.Redis, reply_to: str, count: int) -> bool:
+    return bool(client.llen(reply_to) == count)
