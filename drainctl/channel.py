@@ -339,7 +339,9 @@ class Inbox:
         """Push ``reply`` to the request's reply list, which expires shortly after the request."""
         push, ttl_ms = self._reply_commands(request, reply, now)
         with Line(self.client) as line:
-            line.call(push, ("PEXPIRE", request.reply_to, ttl_ms))
+            (length,) = line.call(push)
+            if length == 1:  # this push created the list: see reply_and_pop
+                line.call(("PEXPIRE", request.reply_to, ttl_ms))
 
     def reply_and_pop(
         self, request: Request, reply: Reply, now: float, timeout: float

@@ -111,8 +111,9 @@ def test_a_ping_costs_three_commands_per_listener_plus_a_few(
     assert set(calls) == {"evalsha", "zrange", "mget", "rpush", "pexpire", "blpop", "blmpop"}
 
 
+@pytest.mark.parametrize("command", [Command.PING, Command.DRAIN])  # serve and drain threads
 def test_a_reply_nobody_reads_expires(
-    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis, command: Command
 ):
     """A requester gone before the replies: the reply that created the list gave it a TTL (the
     request's own time left plus a grace), and the replies pushed after it keep that TTL."""
@@ -121,7 +122,9 @@ def test_a_reply_nobody_reads_expires(
     seconds, micros = redis_client.time()
     now = seconds + micros / 1e6
     reply_to = keys.reply("gone-requester")
-    requests = [Request(Command.PING, "test", now, now + 5, reply_to, {}, f"r{i}") for i in (1, 2)]
+    requests = [
+        Request(command, "test", now, now + 5, reply_to, {"deadline": 0}, f"r{i}") for i in (1, 2)
+    ]
     for answered, request in enumerate(requests, 1):  # one at a time: each answered alone
         redis_client.rpush(listener.inbox.key, request.encode())
         wait_for(functools.partial(replies_are, redis_client, reply_to, answered), 5, "a reply")
