@@ -166,7 +166,9 @@ class LocalHeroku:
         """Releases the live instances of a type report."""
         return {str(r.doc.get("release")) for r in self.live(process_type)}
 
-    def wait_for_release(self, release: str, types: tuple[str, ...] = ("clock", "worker")) -> None:
+    def wait_for_release(
+        self, release: str, types: tuple[str, ...] = ("clock", "worker"), timeout: float = 30
+    ) -> None:
         """Until every type runs (only) ``release`` and is in state running."""
 
         def ready() -> bool:
@@ -176,7 +178,7 @@ class LocalHeroku:
                 for t in types
             )
 
-        wait_for(ready, 30, f"release {release} running")
+        wait_for(ready, timeout, f"release {release} running")
 
     def runs(self) -> dict[str, int]:
         """How many times each job ran."""
