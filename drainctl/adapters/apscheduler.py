@@ -186,7 +186,7 @@ class ClockAdapter:
     @property
     def accepting(self) -> bool:
         """False while drained or fenced: the listener reports its state from this."""
-        return not (self.core.drained or self.core.fenced)
+        return self.core.accepting
 
     def status(self) -> dict[str, Any]:
         """Runs in flight, counters, and where this clock stands with the lease."""

@@ -183,7 +183,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
     @property
     def accepting(self) -> bool:
         """False while drained or fenced: the listener reports its state from this."""
-        return not (self.core.drained or self.core.fenced)
+        return self.core.accepting
 
     def status(self) -> dict[str, Any]:
         """Lease, token, next due run and counters, for the heartbeat."""

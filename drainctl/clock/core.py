@@ -80,6 +80,11 @@ class ClockCore:
         self.store: ScheduleStore | None = None
         self.keeper: LeaseKeeper | None = None
 
+    @property
+    def accepting(self) -> bool:
+        """False while drained or fenced: the clock adapters report their state from this."""
+        return not (self.drained or self.fenced)
+
     def bind(self, listener: ControlListener) -> None:
         """Connect to the listener's Redis (two connections at most) and identity."""
         settings = listener.settings

@@ -1,4 +1,5 @@
-"""E2E fixtures: the test app released as v1 on a fresh local platform."""
+"""E2E fixtures: the test app released as v1 on a fresh local platform, the worker harness,
+and host processes stopped after each test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import redis
 from drainctl.config import Settings
 from tests.conftest import assert_no_lasting_keys
 from tests.e2e.heroku import LocalHeroku
+from tests.host_app import HostProcess
 from tests.redis_server import RedisServer
 from tests.workers import Harness
 
@@ -32,3 +34,12 @@ def harness(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> It
     harness = Harness(settings, redis_client, tmp_path)
     yield harness
     harness.close()
+
+
+@pytest.fixture
+def hosts() -> Iterator[list[HostProcess]]:
+    """Host processes a test appends to (``hosts += [...]``): stopped when it ends."""
+    started: list[HostProcess] = []
+    yield started
+    for host in started:
+        host.stop()

@@ -34,14 +34,6 @@ def cluster() -> Iterator[RedisCluster]:
     nodes.cleanup()
 
 
-@pytest.fixture
-def hosts() -> Iterator[list[HostProcess]]:
-    started: list[HostProcess] = []
-    yield started
-    for host in started:
-        host.stop()
-
-
 def app_keys(cluster: RedisCluster, app: str) -> dict[int, list[bytes]]:
     """Every key of the app on each master, by port; each master scanned on its own."""
     found: dict[int, list[bytes]] = {}

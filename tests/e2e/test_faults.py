@@ -43,14 +43,6 @@ def own_redis(app: str) -> Iterator[RedisServer]:
     server.cleanup()
 
 
-@pytest.fixture
-def hosts() -> Iterator[list[HostProcess]]:
-    started: list[HostProcess] = []
-    yield started
-    for host in started:
-        host.stop()
-
-
 def drainctl(
     url: str, app: str, *args: str, cwd: Path | None = None, **env: str
 ) -> subprocess.Popen[str]:

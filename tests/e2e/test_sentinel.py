@@ -26,14 +26,6 @@ def sentinel() -> Iterator[SentinelSetup]:
     setup.cleanup()
 
 
-@pytest.fixture
-def hosts() -> Iterator[list[HostProcess]]:
-    started: list[HostProcess] = []
-    yield started
-    for host in started:
-        host.stop()
-
-
 def settled(sentinel: SentinelSetup, app: str, host: HostProcess, state: str) -> bool:
     """The host announces ``state`` on the master the sentinels name now."""
     return live_states(sentinel.url, app).get(host.instance_id) == state

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -60,27 +59,19 @@ def test_a_gone_instance_inbox_gets_a_ttl_when_its_entry_is_pruned(
     redis_client.delete(keys.inbox("gone1"))
 
 
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A redis-server of this test alone: INFO commandstats counts every client's commands."""
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
-
-
 @pytest.mark.parametrize("n", [1, 3])
 def test_a_ping_costs_three_commands_per_listener_plus_a_few(
-    own_server: RedisServer, app: str, n: int
+    private_redis: RedisServer, app: str, n: int
 ):
     """Per listener: the push into its inbox, its reply and its next blocking read. Per request:
     the script, the index read, one MGET of every heartbeat, the reads of the replies (one
     BLMPOP per batch, at most one per listener) and a PEXPIRE from each listener whose reply
     created the reply list (at least one, at most one per listener). No GET, no PTTL."""
-    settings = Settings(redis_url=own_server.url, app=app, block_timeout=30.0)
+    settings = Settings(redis_url=private_redis.url, app=app, block_timeout=30.0)
     listeners = [
         ControlListener(process_type="worker", settings=settings).start() for _ in range(n)
     ]
-    admin = redis.Redis.from_url(own_server.url)
+    admin = redis.Redis.from_url(private_redis.url)
     try:
         client = ControlClient(settings)
         assert client.send(Command.PING, timeout=5).ok  # warm-up: script loaded, clock synced

@@ -6,11 +6,8 @@ import json
 import logging
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from drainctl.config import Settings
 from tests.integration.conftest import StartListener
@@ -96,19 +93,6 @@ def test_evicting_policy_is_warned_about_by_doctor_and_listener(
     logged = [r.getMessage() for r in caplog.records if "maxmemory-policy" in r.getMessage()]
     assert len(logged) == 1
     assert "heroku redis:maxmemory" in logged[0]
-
-
-@pytest.fixture
-def restricted_user(redis_server: RedisServer) -> Iterator[str]:
-    """An ACL user with GET but not the registry's ZRANGE, nor INFO nor ACL DRYRUN."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    admin = redis.Redis.from_url(redis_server.url)
-    admin.execute_command(
-        f"ACL SETUSER {name} on >pw resetkeys ~drainctl:* -@all +time +evalsha +script|load +get"
-    )
-    yield name
-    admin.execute_command(f"ACL DELUSER {name}")
-    admin.close()
 
 
 def test_restricted_acl_user(settings: Settings, redis_server: RedisServer, restricted_user: str):

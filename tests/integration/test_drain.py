@@ -138,27 +138,28 @@ def test_listener_holds_at_most_two_connections(
     assert 1 <= len(held) <= 2
 
 
-def test_idle_listener_sends_about_one_command_per_beat(settings: Settings):
+def test_idle_listener_sends_about_one_command_per_beat(
+    settings: Settings, private_redis: RedisServer
+):
     """Idle, a listener issues its heartbeat SET and its blocking read, and nothing else.
 
     On a redis-server of its own: the counters are server-wide, and other tests' clocks and
     listeners must not count."""
-    server = RedisServer().start()
-    redis_client = redis.Redis.from_url(server.url)
+    redis_client = redis.Redis.from_url(private_redis.url)
     listener = ControlListener(
         settings=settings.replace(
-            redis_url=server.url, process_type="worker", heartbeat_interval=0.2
+            redis_url=private_redis.url, process_type="worker", heartbeat_interval=0.2
         )
     ).start()
     try:
-        time.sleep(0.3)  # let start-up registration settle before counting
+        # Counted from the second beat: the registration (and its reads) is over by then.
+        wait_for(lambda: _calls(redis_client).get("set", 0) >= 2, 10, "two heartbeats")
         before = _calls(redis_client)
         time.sleep(2.0)
         after = _calls(redis_client)
     finally:
         listener.stop()
         redis_client.close()
-        server.cleanup()
     delta = {cmd: after[cmd] - before.get(cmd, 0) for cmd in after if after[cmd] != before.get(cmd)}
     # 10 beats in 2 s at 0.2 s, plus at most one blocking read returning (block_timeout 2 s).
     assert set(delta) <= {"set", "blpop"}

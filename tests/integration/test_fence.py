@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import redis
 
 from drainctl.adapters.jobs import JobsAdapter
@@ -78,13 +75,6 @@ def test_fence_sent_with_a_drain_expires_on_its_own(
     assert outcome.ok
     assert listener.deploy_fence.fenced
     wait_for(lambda: listener.state is State.RUNNING and jobs.accepting, 10, "fence expiry")
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
 
 
 def test_fence_check_costs_no_command_per_heartbeat(

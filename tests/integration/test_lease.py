@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import cast
 
-import pytest
 import redis
 
 from drainctl.clock.lease import Lease, Verdict, release_rank
@@ -128,21 +126,13 @@ def test_a_scheduled_run_is_claimed_once_and_never_with_a_stale_token(
     new.release_lease(new_token)
 
 
-@pytest.fixture
-def wiped_redis() -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to be wiped (the session server's data is shared)."""
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
-
-
 def test_tokens_stay_monotonic_and_the_last_holder_comes_first_after_data_loss(
-    wiped_redis: RedisServer, app: str
+    private_redis: RedisServer, app: str
 ):
     """After Redis loses everything, new tokens still exceed every earlier one (floored by the
     server time); a standby does not take the lost lease until it may (``after_loss``), while
     the clock that held it takes it back at once."""
-    client = redis.Redis.from_url(wiped_redis.url)
+    client = redis.Redis.from_url(private_redis.url)
     keys = Keys(app)
     ttls = {"ttl": 15, "once_ttl": 60, "schedule_ttl": 60}
     holder = Lease(client, keys, instance_id="a", release="v1", **ttls)

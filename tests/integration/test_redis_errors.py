@@ -64,25 +64,13 @@ def test_out_of_memory_exits_6_naming_maxmemory(full_redis: RedisServer, app: st
     assert_one_line(done, 6, "out of memory", "maxmemory", "noeviction")
 
 
-@pytest.fixture
-def restricted_user(redis_server: RedisServer) -> Iterator[str]:
-    """An ACL user that may not read the registry index (ZRANGE); its URL."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    admin = redis.Redis.from_url(redis_server.url)
-    admin.execute_command(
-        f"ACL SETUSER {name} on >pw resetkeys ~drainctl:* -@all +time +evalsha +script|load +get"
-    )
-    yield f"redis://{name}:pw@127.0.0.1:{redis_server.port}/0"
-    admin.execute_command(f"ACL DELUSER {name}")
-    admin.close()
-
-
 @pytest.mark.parametrize("command", [["status"], ["ping"]])
 def test_missing_acl_permission_exits_2_naming_the_command(
-    restricted_user: str, app: str, command: list[str]
+    redis_server: RedisServer, restricted_user: str, app: str, command: list[str]
 ) -> None:
     """NOPERM (here for ZRANGE, refused inside drainctl's registry script): exit 2, named."""
-    done = drainctl(restricted_user, app, *command)
+    url = f"redis://{restricted_user}:pw@127.0.0.1:{redis_server.port}/0"
+    done = drainctl(url, app, *command)
     assert_one_line(done, 2, "may not use the ZRANGE command", "ACL SETUSER")
 
 
