@@ -125,8 +125,16 @@ def test_a_release_that_never_starts_resumes_the_old_one_after_the_fence_ttl(
     out = push(heroku)
     assert "release phase failed (exit 1)" in out
     assert heroku.layout.launched() == 1
-    states = {r.process_type: r.doc["state"] for r in heroku.live()}
-    assert states == {"clock": "drained", "worker": "drained"}
+    # The registry shows an acknowledged state within STATE_BEAT_DELAY; a v1 that had resumed
+    # would never show drained here (the fence lasts 25 s).
+    wait_for(
+        lambda: (
+            {r.process_type: r.doc["state"] for r in heroku.live()}
+            == {"clock": "drained", "worker": "drained"}
+        ),
+        2,
+        "v1 drained in the registry",
+    )
     heroku.enqueue(*JOBS[:5])
     heroku.wait_for_release("v1", timeout=60)  # every v1 instance running again
     runs = wait_for(lambda: len(heroku.runs()) == 5 and heroku.runs(), what="jobs on v1")
