@@ -7,11 +7,13 @@ the registry how many replies to expect and returns as soon as all of them are i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -335,16 +337,20 @@ class Inbox:
         (popped,) = self._line.call(("BLPOP", self.key, timeout))
         return _popped(popped)
 
-    def reply(self, request: Request, reply: Reply, now: float) -> None:
+    def reply(self, request: Request, reply: Reply, now: float, ahead: Ahead | None = None) -> None:
         """Push ``reply`` to the request's reply list, which expires shortly after the request."""
         push, ttl_ms = self._reply_commands(request, reply, now)
-        with Line(self.client) as line:
-            (length,) = line.call(push)
-            if length == 1:  # this push created the list: see reply_and_pop
+        with Line(self.client) as line, _answering(ahead) as first:
+            *before, pushed = line.call(*first, push, raise_on_error=False)
+            if ahead is not None:
+                ahead.answer(before[0])
+            if isinstance(pushed, redis.ResponseError):
+                raise pushed
+            if pushed == 1:  # this push created the list: see reply_and_pop
                 line.call(("PEXPIRE", request.reply_to, ttl_ms))
 
     def reply_and_pop(
-        self, request: Request, reply: Reply, now: float, timeout: float
+        self, request: Request, reply: Reply, now: float, timeout: float, ahead: Ahead | None = None
     ) -> bytes | None:
         """:meth:`reply`, then :meth:`pop`, in one round trip: one per request, not two.
 
@@ -356,17 +362,24 @@ class Inbox:
         """
         push, ttl_ms = self._reply_commands(request, reply, now)
 
-        def expire_if_created(length: Any) -> None:
-            if length != 1:
+        def before_pop(responses: list[Any]) -> None:
+            if ahead is not None:
+                ahead.answer(responses[0])
+            if responses[-1] != 1:
                 return  # refused (warned below), or the list existed and has its TTL
             try:
                 self.client.pexpire(request.reply_to, ttl_ms)
             except REDIS_ERRORS as exc:
                 logger.warning("could not set the TTL of %s: %s", request.reply_to, exc)
 
-        pushed, popped = self._line.call(
-            push, ("BLPOP", self.key, timeout), raise_on_error=False, on_first=expire_if_created
-        )
+        with _answering(ahead) as first:
+            *_, pushed, popped = self._line.call(
+                *first,
+                push,
+                ("BLPOP", self.key, timeout),
+                raise_on_error=False,
+                before_last=before_pop,
+            )
         if isinstance(popped, redis.ResponseError):
             raise popped
         # A reply list Redis refuses (say, a key of another type) must not cost the next request.
@@ -392,6 +405,33 @@ class Inbox:
         ttl = min(max(request.expires_at - now, 0.0), MAX_REPLY_TTL) + REPLY_GRACE
         seal = None if self.signer is None else functools.partial(self.signer.sign, now=now)
         return ("RPUSH", request.reply_to, reply.encode(seal)), round(ttl * 1000)
+
+
+class Ahead:
+    """A command sent in a reply's round trip, ahead of its push (the listener's registry write,
+    so the registry shows a state before the requester reads its acknowledgement), and what
+    gets its response: exactly once, a ResponseError when refused, the error when the round
+    trip failed."""
+
+    def __init__(self, command: RawCommand, answered: Callable[[Any], None]) -> None:
+        self.command = command
+        self._answered: Callable[[Any], None] | None = answered
+
+    def answer(self, response: Any) -> None:
+        answered, self._answered = self._answered, None
+        if answered is not None:
+            answered(response)
+
+
+@contextlib.contextmanager
+def _answering(ahead: Ahead | None) -> Iterator[tuple[RawCommand, ...]]:
+    """The commands to send before a reply's; a failed round trip still answers ``ahead``."""
+    try:
+        yield () if ahead is None else (ahead.command,)
+    except BaseException as exc:
+        if ahead is not None:
+            ahead.answer(exc)
+        raise
 
 
 def _popped(popped: Any) -> bytes | None:

@@ -169,15 +169,15 @@ class Line:
         self,
         *commands: RawCommand,
         raise_on_error: bool = True,
-        on_first: Callable[[Any], None] | None = None,
+        before_last: Callable[[list[Any]], None] | None = None,
     ) -> list[Any]:
         """Send ``commands`` in one round trip; their responses, in order.
 
         A command Redis refuses gives its ResponseError, raised (the first one, once every
         response is read, so the connection stays usable) or, with ``raise_on_error=False``,
         returned in its place. Any other failure drops the connection; the next call reconnects.
-        ``on_first`` gets the first response as soon as it is read, before a later command (a
-        blocking pop) is waited for.
+        ``before_last`` gets the responses to every command but the last as soon as they are
+        read, before the last one (a blocking pop) is waited for.
         """
         self.open()
         # Typed as Any: redis-py leaves its raw connection methods unannotated.
@@ -190,8 +190,8 @@ class Line:
                     responses.append(_read(connection))
                 except redis.ResponseError as exc:
                     responses.append(exc)
-                if on_first is not None and len(responses) == 1:
-                    on_first(responses[0])
+                if before_last is not None and len(responses) == len(commands) - 1:
+                    before_last(responses)
         except BaseException:
             connection.disconnect()
             raise

@@ -112,7 +112,9 @@ class Dispatcher:
             return
         reply = self._respond(request, lambda request: self._drain_outcome(done.result()))
         try:
-            self.listener.inbox.reply(request, reply, self.listener.clock.now())
+            self.listener.inbox.reply(
+                request, reply, self.listener.clock.now(), self.listener.state_write()
+            )
         except REDIS_ERRORS as exc:
             self.listener.outage.failed(exc)
 

@@ -1,7 +1,8 @@
 """ControlListener: the daemon thread a clock or worker embeds to answer control requests.
 
 Two threads, two Redis connections: ``serve`` blocks on the instance's inbox and dispatches
-requests; ``beat`` writes the heartbeat every interval (and at once when the state changes).
+requests; ``beat`` writes the heartbeat every interval (and soon after the state changes,
+unless the reply to a drain or resume carried the write).
 Idle, that is one command per heartbeat plus one blocking read per ``block_timeout``. A third
 thread, ``drain``, runs drains one at a time. Every change of what the instance should do goes
 through one ordered path, :class:`drainctl.lifecycle.Lifecycle` (its docstring has the states,
@@ -18,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +28,7 @@ import psutil
 from redis.backoff import ExponentialWithJitterBackoff
 
 from drainctl.adapters.base import Adapter, DrainReport, NullAdapter
-from drainctl.channel import Inbox
+from drainctl.channel import Ahead, Inbox
 from drainctl.config import Settings, parse_secrets
 from drainctl.connection import REDIS_ERRORS, OutageLog, ServerClock, connect
 from drainctl.dispatch import Dispatcher
@@ -35,7 +37,7 @@ from drainctl.fence import Change, FenceGuard
 from drainctl.identity import Identity
 from drainctl.keys import Keys
 from drainctl.lifecycle import Lifecycle
-from drainctl.protocol import Reply, Request, State
+from drainctl.protocol import Command, Reply, Request, State
 from drainctl.registry import INDEX_REFRESH_EVERY, Registry
 from drainctl.signing import Gate, NonceStore, Signer
 from drainctl.topology import on_cluster
@@ -45,9 +47,9 @@ logger = logging.getLogger(__name__)
 # Pushed into our own inbox by stop() to wake the blocking read at once.
 _WAKE = b"\x00drainctl-wake"
 _MB = 1024 * 1024
-# A state change reaches the registry this long after it happens rather than at once: the
-# acknowledgement goes out first, and a quick draining -> drained costs one write instead of two.
-# Short, so `status` right after a drain or resume shows it, and always well inside the entry's
+# A drain's or resume's reply carries the registry write itself (see state_write). Any other
+# change (draining, a fence, a lease) reaches the registry this long after it happens: a quick
+# draining -> drained costs one write instead of two. Short, and always well inside the entry's
 # TTL (three beats): a longer delay at a short --heartbeat-interval let the entry expire.
 STATE_BEAT_DELAY = 0.1
 
@@ -108,6 +110,7 @@ class ControlListener:
         self.lifecycle = Lifecycle(self.adapter, self.clock.now)
         self._stopping = threading.Event()
         self._wake_beat = threading.Event()
+        self._entry = _EntryWrites()
         self.outage = OutageLog(self.settings.redis_url)
         self._backoff = ExponentialWithJitterBackoff(cap=self.settings.reconnect_cap, base=0.05)
         self._status_failing = False
@@ -253,8 +256,10 @@ class ControlListener:
                 else:
                     request, reply = answer
                     answer = None
+                    # A resume's new state reaches the registry with its reply.
+                    ahead = self.state_write() if request.command is Command.RESUME else None
                     raw = self.inbox.reply_and_pop(
-                        request, reply, self.clock.now(), self.settings.block_timeout
+                        request, reply, self.clock.now(), self.settings.block_timeout, ahead
                     )
             except REDIS_ERRORS as exc:
                 synced = False
@@ -272,25 +277,34 @@ class ControlListener:
     def _beat(self) -> None:
         beats = 1  # start() registered already
         while True:
-            if self._wake_beat.wait(self.settings.heartbeat_interval):
+            woken = self._wake_beat.wait(self.settings.heartbeat_interval)
+            if woken:
                 self._stopping.wait(STATE_BEAT_DELAY)
             self._wake_beat.clear()
             if self._stopping.is_set():
                 return
             self._check_fence_expiry()
-            ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0)
+            ok = self._beat_once(refresh_index=beats % INDEX_REFRESH_EVERY == 0, if_changed=woken)
             # After an outage, register afresh: Redis may have restarted empty.
             beats = beats + 1 if ok else 0
 
-    def _beat_once(self, *, refresh_index: bool) -> bool:
+    def _beat_once(self, *, refresh_index: bool, if_changed: bool = False) -> bool:
+        """One heartbeat; ``if_changed`` (woken by a change): none when a reply wrote it already."""
+        write, landed = None, False
         try:
-            doc = self.heartbeat_doc(self._counters_for_beat())
+            if if_changed and not refresh_index:
+                write = self._entry.start_if_changed(self._beat_doc)
+            else:
+                write = self._entry.start(self._beat_doc)
+            if write is None:
+                return True
             registered = self.registry.beat(
-                doc,
+                write.doc,
                 self.settings.heartbeat_interval,
                 refresh_index=refresh_index,
                 read=self.deploy_fence.key,  # a restart of a fenced release comes up drained
             )
+            landed = True
             if registered is not None:
                 self._fence_changed(self.deploy_fence.observe(registered.read))
         except REDIS_ERRORS as exc:
@@ -299,7 +313,26 @@ class ControlListener:
         except Exception:
             logger.exception("heartbeat failed")
             return False
+        finally:
+            if write is not None and not self._entry.done(write, landed):
+                self._wake_beat.set()
         return True
+
+    def state_write(self) -> Ahead:
+        """The registry write a drain's or resume's reply carries ahead of it, in its round
+        trip: the registry shows the new state by the time the requester reads the reply."""
+        write = self._entry.start(self._beat_doc)
+
+        def answered(response: Any) -> None:
+            # None: the entry had expired (the beat registers it again); else refused or failed.
+            landed = response is not None and not isinstance(response, BaseException)
+            if not self._entry.done(write, landed):
+                self._wake_beat.set()
+
+        return Ahead(self.registry.refresh(write.doc, self.settings.heartbeat_interval), answered)
+
+    def _beat_doc(self) -> dict[str, Any]:
+        return self.heartbeat_doc(self._counters_for_beat())
 
     def _check_fence_expiry(self) -> None:
         """Past the fence's own expiry, read its key: a kept fence lasts longer, else lift."""
@@ -323,3 +356,60 @@ class ControlListener:
         else:
             return
         self._wake_beat.set()
+
+
+@dataclass(frozen=True)
+class _Write:
+    doc: dict[str, Any]
+    serial: int
+
+
+class _EntryWrites:
+    """What this instance's registry entry holds, as far as its own writes tell.
+
+    Two threads write it: the beat thread, and the drain or resume replies that carry the write
+    in their round trip. A beat woken by a change skips its write when the entry already holds
+    the same document (beat time and memory aside). Writes in flight together on two
+    connections may land in either order, so none of them is trusted: the next beat writes.
+    """
+
+    _VOLATILE = ("beat_at", "memory_mb")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._serial = 0
+        self._flying = 0
+        self._overlapped = False
+        self._held: dict[str, Any] | None = None
+
+    def start(self, make_doc: Callable[[], dict[str, Any]]) -> _Write:
+        """A write about to be sent: its document, built in the order writes start."""
+        with self._lock:
+            return self._start(make_doc())
+
+    def start_if_changed(self, make_doc: Callable[[], dict[str, Any]]) -> _Write | None:
+        """As :meth:`start`, or None when the entry holds that document already."""
+        with self._lock:
+            doc = make_doc()
+            if self._held is not None and self._held == self._lasting(doc):
+                return None
+            return self._start(doc)
+
+    def _start(self, doc: dict[str, Any]) -> _Write:
+        self._serial += 1
+        self._overlapped = self._overlapped or self._flying > 0
+        self._flying += 1
+        return _Write(doc, self._serial)
+
+    def done(self, write: _Write, landed: bool) -> bool:
+        """Record how a write ended; False when the entry may hold something else."""
+        with self._lock:
+            self._flying -= 1
+            trusted = landed and not self._overlapped and write.serial == self._serial
+            if self._flying == 0:
+                self._overlapped = False
+            self._held = self._lasting(write.doc) if trusted else None
+            return trusted
+
+    def _lasting(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if k not in self._VOLATILE}

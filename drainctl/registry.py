@@ -16,7 +16,7 @@ from typing import Any, cast
 import redis
 from redis.typing import EncodableT
 
-from drainctl.connection import Line
+from drainctl.connection import Line, RawCommand
 from drainctl.heartbeat import Checker, interval_of, seal
 from drainctl.keys import Keys
 from drainctl.redis_errors import script_errors
@@ -134,7 +134,7 @@ class Registry:
         """Write the document and (re)join the index; ``read`` is a key fetched in the same trip."""
         instance_id = doc["instance_id"]
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.keys.instance(instance_id), seal(doc, self.signer), px=_ttl_ms(interval))
+        pipe.set(*self._entry(doc), px=_ttl_ms(interval))
         pipe.zadd(self.keys.instances, {instance_id: doc.get("started_at", 0.0)})
         pipe.expire(self.keys.instances, INDEX_TTL)
         if read is not None:
@@ -159,11 +159,19 @@ class Registry:
         """
         if refresh_index:
             return self.register(doc, interval, read)
-        key = self.keys.instance(doc["instance_id"])
-        if not self.client.set(key, seal(doc, self.signer), px=_ttl_ms(interval), xx=True):
+        key, value = self._entry(doc)
+        if not self.client.set(key, value, px=_ttl_ms(interval), xx=True):
             logger.info("registry entry %s had expired; registering again", doc["instance_id"])
             return self.register(doc, interval, read)
         return None
+
+    def refresh(self, doc: dict[str, Any], interval: float) -> RawCommand:
+        """The plain beat as a raw command (nil when the entry had expired), for a round trip
+        that carries other commands too."""
+        return ("SET", *self._entry(doc), "PX", _ttl_ms(interval), "XX")
+
+    def _entry(self, doc: dict[str, Any]) -> tuple[str, bytes]:
+        return self.keys.instance(doc["instance_id"]), seal(doc, self.signer)
 
     def remove(self, instance_id: str) -> None:
         """Delete an instance's entry and inbox (on a clean stop)."""

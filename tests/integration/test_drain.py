@@ -175,3 +175,36 @@ def _calls(client: redis.Redis) -> dict[str, int]:
         for name, value in stats.items()
         if name != "cmdstat_info"
     }
+
+
+def test_the_registry_shows_a_drain_or_resume_once_acknowledged(
+    settings: Settings, start_listener: StartListener
+):
+    """The reply carries the registry write ahead of it: read right after the acknowledgement,
+    the registry shows the new state (the heartbeat thread, at 30 s, writes nothing here)."""
+    start_listener(adapter=JobsAdapter(), heartbeat_interval=30)
+    client = ControlClient(settings)
+    for _ in range(10):
+        assert client.send(Command.DRAIN, args={"deadline": 1}).ok
+        assert [r.doc["state"] for r in client.live()] == ["drained"]
+        assert client.send(Command.RESUME).ok
+        assert [r.doc["state"] for r in client.live()] == ["running"]
+
+
+def test_a_drain_reply_finding_its_entry_expired_registers_again(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+):
+    """The reply's write only refreshes an entry (``SET ... XX``): one that expired while the
+    drain waited for a job is registered again by the heartbeat thread at once, drained."""
+    jobs = JobsAdapter()
+    listener = start_listener(adapter=jobs, heartbeat_interval=30)
+    worker = run_job_in_thread(jobs, "slow", 1.0)
+    client = ControlClient(settings)
+    drainer = threading.Thread(target=client.send, args=(Command.DRAIN,), kwargs={"timeout": 10})
+    drainer.start()
+    wait_for(lambda: [r.doc["state"] for r in client.live()] == ["draining"], 5, "draining")
+    entry = Registry(redis_client, str(settings.app)).keys.instance(listener.identity.instance_id)
+    redis_client.delete(entry)
+    worker.join()
+    drainer.join()
+    wait_for(lambda: [r.doc["state"] for r in client.live()] == ["drained"], 5, "re-registered")
