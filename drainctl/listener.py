@@ -256,8 +256,9 @@ class ControlListener:
                 else:
                     request, reply = answer
                     answer = None
-                    # A resume's new state reaches the registry with its reply.
-                    ahead = self.state_write() if request.command is Command.RESUME else None
+                    # A drain's or resume's new state reaches the registry with its reply.
+                    changes = request.command in (Command.DRAIN, Command.RESUME)
+                    ahead = self.state_write() if changes else None
                     raw = self.inbox.reply_and_pop(
                         request, reply, self.clock.now(), self.settings.block_timeout, ahead
                     )

@@ -14,6 +14,7 @@ from drainctl.adapters.base import DrainReport
 from drainctl.adapters.jobs import JobsAdapter
 from drainctl.channel import ControlClient, Outcome, Target
 from drainctl.config import Settings
+from drainctl.dispatch import QUICK_DRAIN
 from drainctl.fence import Fence, FenceStore
 from drainctl.keys import Keys
 from drainctl.listener import ControlListener
@@ -112,8 +113,10 @@ def test_drain_and_resume_waiting_together_end_running(
     settings: Settings, start_listener: StartListener, redis_client: redis.Redis
 ) -> None:
     """A drain and a resume popped back to back, with the adapter slow to close its gate: the
-    adapter ends up taking work and the listener says so (20 trials; it used to fail 18/20)."""
-    jobs = LateGate(delay=0.005)
+    adapter ends up taking work and the listener says so (20 trials; it used to fail 18/20).
+    The gate closes after the serve loop stops waiting for a quick drain, so the resume is
+    handled while the drain enters the adapter."""
+    jobs = LateGate(delay=QUICK_DRAIN + 0.01)
     listener = start_listener(adapter=jobs)
     for _ in range(20):
         drain, resume = push_requests(
