@@ -256,11 +256,12 @@ class ControlListener:
                 else:
                     request, reply = answer
                     answer = None
-                    # A drain's or resume's new state reaches the registry with its reply.
-                    changes = request.command in (Command.DRAIN, Command.RESUME)
-                    ahead = self.state_write() if changes else None
                     raw = self.inbox.reply_and_pop(
-                        request, reply, self.clock.now(), self.settings.block_timeout, ahead
+                        request,
+                        reply,
+                        self.clock.now(),
+                        self.settings.block_timeout,
+                        self._ahead_of(request),
                     )
             except REDIS_ERRORS as exc:
                 synced = False
@@ -274,6 +275,15 @@ class ControlListener:
                 except Exception:
                     # A bug triggered by one odd message must not stop the listener for good.
                     logger.exception("unexpected error handling a control message")
+        if answer is not None:  # answered as stop() began (a one-off's drain ends with it)
+            request, reply = answer
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.inbox.reply(request, reply, self.clock.now(), self._ahead_of(request))
+
+    def _ahead_of(self, request: Request) -> Ahead | None:
+        # A drain's or resume's new state reaches the registry with its reply.
+        changes = request.command in (Command.DRAIN, Command.RESUME)
+        return self.state_write() if changes else None
 
     def _beat(self) -> None:
         beats = 1  # start() registered already

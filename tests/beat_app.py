@@ -2,16 +2,18 @@
 
 Configured from the environment by ``tests/beats.py``: ``REDIS_URL`` (broker and ledger),
 ``BEAT_APP`` (the drainctl app, also naming the queue and ledger), ``BEAT_TICK`` (seconds between
-runs of ``tick``), ``BEAT_CATCH_UP``. The ledger task counts each (entry, due time) it runs.
+runs of ``tick``), ``BEAT_CATCH_UP``, ``BEAT_SEND_DELAY`` (seconds each send of ``tick`` takes
+before it publishes, a slow broker). The ledger task counts each (entry, due time) it runs.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 
 from drainctl.adapters.celery_beat import install_beat
@@ -42,6 +44,15 @@ app.conf.update(
     },
 )
 install_beat(app)
+SEND_DELAY = float(os.environ.get("BEAT_SEND_DELAY", "0"))
+
+
+@signals.before_task_publish.connect
+def slow_send(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """A slow broker: each ``tick`` send pauses, logged, before it publishes."""
+    if SEND_DELAY and (headers or {}).get("drainctl_due_ms"):
+        print("publishing...", flush=True)
+        time.sleep(SEND_DELAY)
 
 
 @app.task(name="beat.ledger", bind=True)

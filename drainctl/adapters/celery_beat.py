@@ -13,16 +13,22 @@
 - each entry's last sent due time lives in Redis (not a shelve file on the dyno's disk), so a
   deploy or failover resumes where the last beat stopped;
 - it drains over the control channel (stop sending, save, reply with each entry's next due time)
-  and on exit (Celery's SIGTERM handling closes the scheduler: save, release the lease).
+  and on exit (Celery's SIGTERM handling closes the scheduler, once a send in progress has
+  finished: save, release the lease).
 
 For ``celery worker --beat`` call ``install_beat(app)`` where the app is defined.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 from celery import Celery, beat
@@ -57,6 +63,10 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         self.entries: dict[str, BeatEntry] = {}
         self.sent = 0
         self._lock = threading.Lock()
+        # Celery's SIGTERM/SIGINT handler closes the scheduler, which takes _lock: a signal
+        # handled while this thread holds it waits until it is released (see _exclusive).
+        self._holder: int | None = None
+        self._deferred: tuple[int, Callable[[int, FrameType | None], Any]] | None = None
         self._closed = False
         grace = float(app.conf.get("drainctl_deploy_grace") or DEFAULT_DEPLOY_GRACE)
         self.core = ClockCore(self, ClockOptions(deploy_grace=grace))
@@ -77,6 +87,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
             adapter=self, settings=settings.replace(process_type=settings.process_type or "beat")
         )
         self.core.bind(listener)
+        self._defer_signals_while_exclusive()
         listener.start()
         self.core.start()
 
@@ -84,7 +95,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         """Send what is due (when holding the lease); seconds until the next look."""
         if not self.core.firing:
             return STANDBY_TICK
-        with self._lock:
+        with self._exclusive():
             now = now_ms()
             for item in self.entries.values():
                 if item.next_ms <= now:
@@ -103,12 +114,43 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
             self._closed = True
             self.core.drain_started()
             self.core.record_drain()
-            with self._lock:
+            with self._exclusive():
                 saved = self.core.persist()
             self.core.release()
             self.core.listener.stop()
             logger.info("beat: drained on exit, saved %s", ", ".join(saved) or "nothing")
         super().close()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The schedule's lock. A signal handled meanwhile on this thread runs once it is
+        released: a send in progress finishes, and closing does not wait on itself."""
+        with self._lock:
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            signum, handler = deferred
+            handler(signum, None)
+
+    def _defer_signals_while_exclusive(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers run on the main thread only (`celery worker --beat`)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            if callable(handler):
+                signal.signal(signum, functools.partial(self._on_signal, handler))
+
+    def _on_signal(
+        self, handler: Callable[[int, FrameType | None], Any], signum: int, frame: FrameType | None
+    ) -> None:
+        if self._holder == threading.get_ident():
+            self._deferred = (signum, handler)
+            return
+        handler(signum, frame)
 
     @property
     def info(self) -> str:
@@ -145,7 +187,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         for name in gone:
             logger.warning("beat entry %r of the saved schedule no longer exists: dropped", name)
         self.core.store.forget(gone)
-        with self._lock:
+        with self._exclusive():
             now = now_ms()
             for name, item in self.entries.items():
                 run = stored.get(name, StoredRun())
@@ -172,7 +214,7 @@ class Scheduler(beat.Scheduler):  # type: ignore[misc]  # Celery ships no types
         started = time.monotonic()
         self.core.drain_started()
         self.core.record_drain()
-        with self._lock:  # a tick sending right now has finished
+        with self._exclusive():  # a tick sending right now has finished
             saved = self.core.persist()
         return DrainReport(handed_back=saved, duration_s=round(time.monotonic() - started, 4))
 

@@ -173,6 +173,26 @@ def test_crontab_entry_resumes_across_a_deploy(
     assert all(n == 1 for n in minutely.values())
 
 
+def test_sigterm_during_a_send_lets_it_finish_then_closes(
+    settings: Settings, redis_client: redis.Redis, start: Spawn, tmp_path: Path
+):
+    """SIGTERM while a send waits on a slow broker: the send completes (its run is in the
+    ledger), then Celery's handler closes the scheduler (it used to wait on the scheduler's own
+    lock forever) and the beat exits 0 with the lease released."""
+    app = settings.require_app()
+    old = start("beat", "v1", BEAT_SEND_DELAY="1.0")
+    log = next(tmp_path.glob("beat-v1-*.log"))
+    wait_for(lambda: "publishing..." in log.read_text(), timeout=20)
+    old.send_signal(signal.SIGTERM)
+    assert old.wait(15) == 0
+    output = log.read_text()
+    assert "beat: drained on exit" in output
+    assert lease_token(redis_client, app) is None
+    begun = output.count("publishing...")
+    start("worker", "v1")  # runs what was published: every send begun, none cut off
+    wait_for(lambda: ticks(redis_client, app) == begun, timeout=20, what=f"{begun} ticks")
+
+
 def test_worker_beat_with_two_workers_sends_from_one(
     settings: Settings, redis_client: redis.Redis, start: Spawn
 ):
