@@ -339,8 +339,8 @@ class Inbox:
 
     def reply(self, request: Request, reply: Reply, now: float, ahead: Ahead | None = None) -> None:
         """Push ``reply`` to the request's reply list, which expires shortly after the request."""
-        push, ttl_ms = self._reply_commands(request, reply, now)
         with Line(self.client) as line, _answering(ahead) as first:
+            push, ttl_ms = self._reply_commands(request, reply, now)
             *before, pushed = line.call(*first, push, raise_on_error=False)
             if ahead is not None:
                 ahead.answer(before[0])
@@ -360,7 +360,6 @@ class Inbox:
         connection, while this one waits on its inbox: a fan-out costs Redis one such command
         per read of the requester's, not one per listener.
         """
-        push, ttl_ms = self._reply_commands(request, reply, now)
 
         def before_pop(responses: list[Any]) -> None:
             if ahead is not None:
@@ -373,6 +372,7 @@ class Inbox:
                 logger.warning("could not set the TTL of %s: %s", request.reply_to, exc)
 
         with _answering(ahead) as first:
+            push, ttl_ms = self._reply_commands(request, reply, now)
             *_, pushed, popped = self._line.call(
                 *first,
                 push,

@@ -329,10 +329,20 @@ class ControlListener:
                 self._wake_beat.set()
         return True
 
-    def state_write(self) -> Ahead:
+    def state_write(self) -> Ahead | None:
         """The registry write a drain's or resume's reply carries ahead of it, in its round
-        trip: the registry shows the new state by the time the requester reads the reply."""
-        write = self._entry.start(self._beat_doc)
+        trip: the registry shows the new state by the time the requester reads the reply.
+        None, and the beat writes it, if the document cannot be built."""
+        write = None
+        try:
+            write = self._entry.start(self._beat_doc)
+            command = self.registry.refresh(write.doc, self.settings.heartbeat_interval)
+        except Exception:
+            logger.exception("could not build the registry write for a reply")
+            if write is not None:
+                self._entry.done(write, landed=False)
+            self._wake_beat.set()
+            return None
 
         def answered(response: Any) -> None:
             # None: the entry had expired (the beat registers it again); else refused or failed.
@@ -340,7 +350,7 @@ class ControlListener:
             if not self._entry.done(write, landed):
                 self._wake_beat.set()
 
-        return Ahead(self.registry.refresh(write.doc, self.settings.heartbeat_interval), answered)
+        return Ahead(command, answered)
 
     def _beat_doc(self) -> dict[str, Any]:
         return self.heartbeat_doc(self._counters_for_beat())
