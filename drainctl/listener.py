@@ -20,7 +20,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -310,7 +309,7 @@ class ControlListener:
             if write is None:
                 return True
             registered = self.registry.beat(
-                write.doc,
+                write,
                 self.settings.heartbeat_interval,
                 refresh_index=refresh_index,
                 read=self.deploy_fence.key,  # a restart of a fenced release comes up drained
@@ -336,7 +335,7 @@ class ControlListener:
         write = None
         try:
             write = self._entry.start(self._beat_doc)
-            command = self.registry.refresh(write.doc, self.settings.heartbeat_interval)
+            command = self.registry.refresh(write, self.settings.heartbeat_interval)
         except Exception:
             logger.exception("could not build the registry write for a reply")
             if write is not None:
@@ -379,12 +378,6 @@ class ControlListener:
         self._wake_beat.set()
 
 
-@dataclass(frozen=True)
-class _Write:
-    doc: dict[str, Any]
-    serial: int
-
-
 class _EntryWrites:
     """What this instance's registry entry holds, as far as its own writes tell.
 
@@ -398,17 +391,16 @@ class _EntryWrites:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._serial = 0
         self._flying = 0
         self._overlapped = False
         self._held: dict[str, Any] | None = None
 
-    def start(self, make_doc: Callable[[], dict[str, Any]]) -> _Write:
-        """A write about to be sent: its document, built in the order writes start."""
+    def start(self, make_doc: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The document of a write about to be sent, built in the order writes start."""
         with self._lock:
             return self._start(make_doc())
 
-    def start_if_changed(self, make_doc: Callable[[], dict[str, Any]]) -> _Write | None:
+    def start_if_changed(self, make_doc: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         """As :meth:`start`, or None when the entry holds that document already."""
         with self._lock:
             doc = make_doc()
@@ -416,20 +408,20 @@ class _EntryWrites:
                 return None
             return self._start(doc)
 
-    def _start(self, doc: dict[str, Any]) -> _Write:
-        self._serial += 1
+    def _start(self, doc: dict[str, Any]) -> dict[str, Any]:
+        # Any write that starts while another is in flight overlaps it: neither is trusted.
         self._overlapped = self._overlapped or self._flying > 0
         self._flying += 1
-        return _Write(doc, self._serial)
+        return doc
 
-    def done(self, write: _Write, landed: bool) -> bool:
-        """Record how a write ended; False when the entry may hold something else."""
+    def done(self, doc: dict[str, Any], landed: bool) -> bool:
+        """Record how the write of ``doc`` ended; False when the entry may hold something else."""
         with self._lock:
             self._flying -= 1
-            trusted = landed and not self._overlapped and write.serial == self._serial
+            trusted = landed and not self._overlapped
             if self._flying == 0:
                 self._overlapped = False
-            self._held = self._lasting(write.doc) if trusted else None
+            self._held = self._lasting(doc) if trusted else None
             return trusted
 
     def _lasting(self, doc: dict[str, Any]) -> dict[str, Any]:

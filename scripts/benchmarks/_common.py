@@ -115,6 +115,14 @@ def timed(call: Callable[[], Any], runs: int, warmup: int = 0) -> list[float]:
     return samples
 
 
+def commandstats(client: Any, skip: frozenset[str] | set[str]) -> dict[str, int]:
+    """Calls per command from ``INFO commandstats`` (since start or the last CONFIG
+    RESETSTAT), without the commands in ``skip`` (the benchmark's own probes)."""
+    stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    return {name: n for name, n in calls.items() if name not in skip}
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User plus system CPU seconds used so far by the processes ``pids``."""
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)

@@ -37,6 +37,7 @@ from _common import (
     HERE,
     ListenerFleet,
     Sampler,
+    commandstats,
     interleave,
     latency,
     median_ms,
@@ -134,28 +135,22 @@ class FloorRequester:
 # -- command counts ---------------------------------------------------------------------------
 
 
-def commandstats(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since the last CONFIG RESETSTAT, without our own probes."""
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if name.removeprefix("cmdstat_") not in MONITOR_COMMANDS
-    }
-
-
-def count(
-    admin: redis.Redis, call: Callable[[], Any], listeners: int, runs: int, settle: float = 0.0
-) -> dict[str, Any]:
+def count(admin: redis.Redis, call: Callable[[], Any], listeners: int, runs: int) -> dict[str, Any]:
     """Commands per listener and request over ``runs`` calls, heartbeat writes apart."""
     totals: dict[str, int] = {}
     for _ in range(runs):
-        if settle:
-            time.sleep(settle)
         admin.config_resetstat()
         call()
-        for name, calls in commandstats(admin).items():
-            totals[name] = totals.get(name, 0) + calls
+        _add(totals, admin)
+    return _per_request(totals, listeners, runs)
+
+
+def _add(totals: dict[str, int], admin: redis.Redis) -> None:
+    for name, calls in commandstats(admin, MONITOR_COMMANDS).items():
+        totals[name] = totals.get(name, 0) + calls
+
+
+def _per_request(totals: dict[str, int], listeners: int, runs: int) -> dict[str, Any]:
     channel = {k: v for k, v in totals.items() if k not in HEARTBEAT_COMMANDS}
     beats = sum(v for k, v in totals.items() if k in HEARTBEAT_COMMANDS)
     per = runs * listeners
@@ -193,18 +188,10 @@ def drainctl_counts(admin: redis.Redis, client: ControlClient, size: int) -> dic
         for target, call in ((drains, drain), (resumes, resume)):
             admin.config_resetstat()
             call()
-            for name, calls in commandstats(admin).items():
-                target[name] = target.get(name, 0) + calls
+            _add(target, admin)
             time.sleep(SETTLE_S)
-    for name, totals in (("drain", drains), ("resume", resumes)):
-        channel = {k: v for k, v in totals.items() if k not in HEARTBEAT_COMMANDS}
-        beats = sum(v for k, v in totals.items() if k in HEARTBEAT_COMMANDS)
-        figures[name] = {
-            "per_listener": round(sum(channel.values()) / (runs * size), 2),
-            "per_request": round(sum(channel.values()) / runs, 1),
-            "heartbeat_writes_per_listener": round(beats / (runs * size), 2),
-            "by_command_per_request": {k: round(v / runs, 1) for k, v in sorted(channel.items())},
-        }
+    figures["drain"] = _per_request(drains, size, runs)
+    figures["resume"] = _per_request(resumes, size, runs)
     return figures
 
 

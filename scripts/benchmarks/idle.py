@@ -19,6 +19,7 @@ import redis
 from _celery import CeleryWorkers
 from _common import (
     ListenerFleet,
+    commandstats,
     cpu_seconds,
     new_app,
     pick,
@@ -32,16 +33,6 @@ from _common import (
 MONITOR_COMMANDS = {"info", "client|list", "client|id", "client|setinfo", "hello", "ping"}
 # Past the first heartbeat, which opens the second connection (connection set-up is not idle).
 SETTLE_S = 6.0
-
-
-def commands(client: redis.Redis) -> dict[str, int]:
-    """Calls per command so far, without the monitor's own."""
-    stats = client.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): int(value["calls"])
-        for name, value in stats.items()
-        if name.removeprefix("cmdstat_") not in MONITOR_COMMANDS
-    }
 
 
 def thread_cpu(pid: int, native_ids: set[int]) -> float:
@@ -59,7 +50,7 @@ def connections(pid: int, port: int) -> int:
 
 def figures(monitor: redis.Redis, before: dict[str, int], window: float) -> dict[str, Any]:
     """Commands per second since ``before``, by command and in total."""
-    after = commands(monitor)
+    after = commandstats(monitor, MONITOR_COMMANDS)
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
     return {"commands": delta, "commands_per_s": round(sum(delta.values()) / window, 3)}
 
@@ -76,7 +67,7 @@ def run() -> dict[str, Any]:
         worker_pid = worker.pids[0]
         time.sleep(SETTLE_S)
         progress(f"watching an idle listener and an idle Celery worker for {window:.0f} s")
-        before = [commands(m) for m in monitors]
+        before = [commandstats(m, MONITOR_COMMANDS) for m in monitors]
         cpu = (thread_cpu(pid, threads), cpu_seconds([pid]), cpu_seconds([worker_pid]))
         time.sleep(window)
         listener = figures(monitors[0], before[0], window)

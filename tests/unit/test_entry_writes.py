@@ -17,7 +17,7 @@ def test_a_landed_write_is_held_beat_time_and_memory_aside() -> None:
     assert entry.start_if_changed(lambda: doc("drained", beat_at=9.0)) is None
     changed = entry.start_if_changed(lambda: doc("running"))
     assert changed is not None
-    assert changed.doc["state"] == "running"
+    assert changed["state"] == "running"
 
 
 def test_a_write_that_did_not_land_is_not_held() -> None:
