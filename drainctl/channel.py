@@ -81,6 +81,17 @@ class Outcome:
         return not self.missing and not self.failed
 
 
+def unverified_only(records: list[InstanceRecord]) -> str:
+    """Why nothing was addressed when only entries that fail the signature check matched: most
+    likely the CLI has another secret than the listeners."""
+    first = records[0]
+    entries = "entry" if len(records) == 1 else "entries"
+    return (
+        f"{len(records)} matching {entries} ignored, not signed with this secret "
+        f"({first.label}: {first.doubt}); is --secret / DRAINCTL_SECRET the listeners' secret?"
+    )
+
+
 # How many known apps an "unknown app" error names.
 KNOWN_APPS_SHOWN = 10
 

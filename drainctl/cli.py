@@ -152,20 +152,25 @@ def _command(
 ) -> Outcome:
     """Send one command, render the outcome, and fail with exit 3 unless everyone succeeded."""
     from drainctl import render
-    from drainctl.channel import Target
-    from drainctl.errors import NotAcknowledged
+    from drainctl.channel import Target, unverified_only
+    from drainctl.errors import ConfigError, NotAcknowledged
 
     target = Target(instance_id=instance, process_types=_process_types(process_type))
     client = opts.client()
     outcome = client.send(command, target=target, args=args, timeout=timeout)
-    if not (outcome.replies or outcome.missing or outcome.unverified):
+    trusted = outcome.replies or outcome.missing
+    if not (trusted or outcome.unverified):
         _nobody(client, instance)
     if opts.json:
         render.emit_json(render.outcome_dict(outcome))
     elif outcome.replies or outcome.missing:
         render.outcome_table(outcome)
-    else:
+    elif not outcome.unverified:
         click.echo("no live instances matched")
+    if not trusted and outcome.unverified:
+        # Only entries that fail the signature check matched: most likely another secret
+        # than the listeners'. Reporting success would let `drain && git push` push undrained.
+        raise ConfigError(f"{command.value}: {unverified_only(outcome.unverified)}")
     if not outcome.ok:
         parts = [f"{len(outcome.missing)} did not answer"] if outcome.missing else []
         parts += [f"{len(outcome.failed)} failed"] if outcome.failed else []

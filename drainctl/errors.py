@@ -9,7 +9,8 @@ DrainctlError
 ├── NotAcknowledged        some instance did not answer or failed (CLI exit 3)
 ├── PushFailed             the push command failed               (CLI exit 4)
 ├── VerifyFailed           the new release is not healthy        (CLI exit 5)
-└── DeployLocked           another deploy of the app is running  (CLI exit 7)
+├── DeployLocked           another deploy of the app is running  (CLI exit 7)
+└── CommandNotRun          ``drainctl run`` could not start its command (CLI exit 127 or 126)
 ```
 
 Each class carries its CLI ``exit_code``. Outside the tree, :class:`Terminated` is the
@@ -71,6 +72,15 @@ class DeployLocked(DrainctlError):
     """Another deploy of the app holds the deploy lock; the message names its holder."""
 
     exit_code = 7
+
+
+class CommandNotRun(DrainctlError):
+    """``drainctl run`` could not start its command: 127 when it is not found, 126 when it
+    cannot be executed, as a shell says."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class Terminated(KeyboardInterrupt):

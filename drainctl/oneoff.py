@@ -4,7 +4,8 @@
 the one-off shows in ``drainctl status`` (its command and how long it has run) and answers a
 deploy's drain: ``wait`` lets the command finish within the drain's deadline, ``term`` forwards
 SIGTERM first and then waits. A SIGTERM or SIGINT to ``drainctl run`` itself goes to the command.
-The exit status is the command's (128 + N when a signal N ended it).
+The exit status is the command's (128 + N when a signal N ended it; 127 when it is not found
+and 126 when it cannot be executed, as in a shell).
 
 A one-off that starts while its release is fenced by a deploy (``--when-fenced``): ``wait`` (the
 default) waits until the fence is lifted, up to a bound, and exits 75 without running the
@@ -25,6 +26,7 @@ from typing import Any
 
 from drainctl.adapters.base import DrainReport, JobStats, RunningJob
 from drainctl.config import Settings
+from drainctl.errors import CommandNotRun
 from drainctl.listener import ControlListener
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class WhenFenced(str, Enum):
 
 
 STILL_FENCED_EXIT = 75  # EX_TEMPFAIL: not run, try again after the deploy
+CANNOT_EXECUTE_EXIT = 126
+NOT_FOUND_EXIT = 127
 FENCE_POLL_S = 0.2
 
 
@@ -64,7 +68,10 @@ class OneOffAdapter:
     def start(self) -> subprocess.Popen[bytes]:
         """Start the command, inheriting our stdin, stdout and stderr."""
         self.started = time.monotonic()
-        self.process = subprocess.Popen(self.argv)
+        try:
+            self.process = subprocess.Popen(self.argv)
+        except OSError as exc:
+            raise _not_run(self.argv[0], exc) from exc
         return self.process
 
     def wait(self) -> int:
@@ -166,3 +173,10 @@ def _forward_to(process: subprocess.Popen[bytes]) -> Any:
             process.send_signal(signum)
 
     return forward
+
+
+def _not_run(program: str, exc: OSError) -> CommandNotRun:
+    if isinstance(exc, FileNotFoundError):
+        return CommandNotRun(f"run: command not found: {program}", NOT_FOUND_EXIT)
+    reason = exc.strerror or str(exc)
+    return CommandNotRun(f"run: cannot execute {program}: {reason}", CANNOT_EXECUTE_EXIT)

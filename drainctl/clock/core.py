@@ -131,6 +131,7 @@ class ClockCore:
         with self.cond:
             self.token = token
         self.host.sync_firing()
+        self._lease_changed()
 
     def on_lost(self, verdict: Verdict) -> None:
         """Stop firing; a fenced clock stays fenced and tells its listener."""
@@ -140,6 +141,12 @@ class ClockCore:
         self.host.sync_firing()
         if verdict is Verdict.FENCED and self.listener is not None:
             self.listener.fence()
+        self._lease_changed()
+
+    def _lease_changed(self) -> None:
+        # The heartbeat shows the lease (status()): the registry learns of it now, not a beat later.
+        if self.listener is not None:
+            self.listener.beat_soon()
 
     def follow(self) -> None:
         """A standby reads what the holder fired, in case Redis loses it before we take over."""

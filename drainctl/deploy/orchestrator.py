@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drainctl.channel import ControlClient
+from drainctl.channel import ControlClient, unverified_only
 from drainctl.connection import translate_outage
 from drainctl.deploy import gitrepo, history, oneoffs
 from drainctl.deploy.draining import Drainer, keep_fences
@@ -177,9 +177,15 @@ class Deployment:
         if plan.to_drain and not plan.releases:
             self.reporter.note("warning: instances report no release: they cannot be fenced")
         if not (plan.to_drain or plan.stale or self.options.allow_empty):
+            unverified = [r for r in self.client.live(unverified=True) if not r.trusted]
             raise ConfigError(
                 f"nothing to drain: no live {' or '.join(plan.process_types) or 'drainable'} "
-                f"instance of {self.client.app}; pass --allow-empty to push anyway"
+                f"instance of {self.client.app}; "
+                + (
+                    unverified_only(unverified)
+                    if unverified
+                    else "pass --allow-empty to push anyway"
+                )
             )
         return plan
 

@@ -161,3 +161,26 @@ def test_when_fenced_wait_runs_the_command_once_the_fence_lifts(settings: Settin
 def registered_any(settings: Settings) -> bool:
     client = ControlClient(settings)
     return bool(Registry(client.client, settings.require_app()).live())
+
+
+def test_a_command_that_cannot_start_exits_as_a_shell_would(settings: Settings, tmp_path: Path):
+    """Not found: 127; found but not executable: 126; either way one line, no traceback, and
+    no registry entry left behind."""
+    not_executable = tmp_path / "job.sh"
+    not_executable.write_text("#!/bin/sh\necho never\n")
+    for index, (argv, code, says) in enumerate(
+        (
+            (["nosuchcommand-xyz"], 127, "drainctl: run: command not found: nosuchcommand-xyz"),
+            ([str(tmp_path / "nowhere")], 127, "command not found"),
+            ([str(not_executable)], 126, f"drainctl: run: cannot execute {not_executable}"),
+        )
+    ):
+        log = tmp_path / f"run{index}.log"
+        assert start(settings, log, "--", *argv).wait(20) == code
+        output = log.read_text()
+        assert says in output
+        assert "Traceback" not in output
+        assert [line for line in output.splitlines() if line.startswith("drainctl:")] == [
+            output.strip().splitlines()[-1]
+        ]
+    assert Registry(redis.Redis.from_url(settings.redis_url), settings.require_app()).live() == []

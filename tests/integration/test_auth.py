@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -177,3 +179,26 @@ def test_cli_warns_once_without_secret(settings: Settings, listener: ControlList
     )
     assert result.exit_code == 0
     assert result.stderr.count("unauthenticated") == 1
+
+
+def test_a_cli_with_another_secret_than_the_listeners_fails_instead_of_draining_no_one(
+    settings: Settings, listener: ControlListener
+) -> None:
+    """Every matching entry fails the signature check: exit 2 naming the likely cause, not
+    "no live instances matched" and exit 0, which let `drainctl drain && git push` push."""
+    base = [sys.executable, "-m", "drainctl", "--redis-url", settings.redis_url]
+    base += ["--app", settings.require_app(), "--secret", "another-secret"]
+    prefix = listener.identity.instance_id[:4]
+    for command, extra in (
+        ("drain", []),
+        ("ping", ["--json", "--instance", prefix]),
+        ("resume", []),
+    ):
+        argv = [*base, command, *extra]
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done
+        assert f"drainctl: {command}: 1 matching entry ignored, not signed with this secret" in (
+            done.stderr
+        )
+        assert "Traceback" not in done.stderr
+    assert listener.state.value == "running"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -297,3 +298,35 @@ def test_runs_missed_without_a_drain_keep_the_job_grace(start_clock: StartClock)
     assert duplicates == []
     assert len(missed) >= 3
     assert new.status()["next_due"] is not None
+
+
+def test_the_registry_shows_a_lease_change_at_once_not_a_beat_later(settings: Settings) -> None:
+    """A clock that takes the lease (the first, then a newer release's) shows ``held`` in the
+    registry well before its next heartbeat: ``drainctl status`` and a deploy's verify read it."""
+    slow_beats = settings.replace(heartbeat_interval=30.0)
+    registry = ControlClient(slow_beats)
+    clocks = []
+    try:
+        for release in ("v1", "v2"):
+            clock = ClockAdapter(BackgroundScheduler(timezone=timezone.utc))
+            listener = ControlListener(
+                adapter=clock, settings=slow_beats.replace(process_type="clock", release=release)
+            )
+            clock.run(listener, sigterm=False)
+            clocks.append(clock)
+            wait_for(functools.partial(_holds, clock), timeout=10)
+            wait_for(functools.partial(_shown_holding, registry, release), timeout=2)
+    finally:
+        for clock in clocks:
+            clock.close()
+        registry.client.close()
+
+
+def _holds(clock: ClockAdapter) -> bool:
+    return bool(clock.status()["lease"] == "held")
+
+
+def _shown_holding(registry: ControlClient, release: str) -> bool:
+    return any(
+        r.doc["release"] == release and r.doc.get("lease") == "held" for r in registry.live()
+    )
