@@ -324,17 +324,25 @@ def unfence(
 ) -> None:
     """Lift a deploy fence (whichever deploy set it) and resume the instances it held.
 
+    With --json, one object: {"lifted": [the releases that were fenced]}.
+
     \b
     Example: drainctl unfence --release v41
     """
     from drainctl.deploy.undo import unfence as lift
 
+    client = _client(opts, app)
     reporter = _reporter(opts.json)
     try:
-        found = lift(_client(opts, app), release, process_type, reporter)
+        found = lift(client, release, process_type, reporter)
     finally:
         reporter.close()
-    click.echo(f"lifted the fence on {', '.join(found)}" if found else "no fence was set")
+    if not found:
+        client.require_known_app()
+    if opts.json:
+        click.echo(_dumps({"lifted": found}))
+    else:
+        click.echo(f"lifted the fence on {', '.join(found)}" if found else "no fence was set")
 
 
 @main.command()
@@ -358,6 +366,8 @@ def history(opts: Options, /, app: str | None, count: int, as_json: bool) -> Non
     client = _client(opts, app)
     with translate_outage(client.settings):
         records = recent(client.client, client.app, count, Signer.from_settings(client.settings))
+    if not records:
+        client.require_known_app()
     if as_json or opts.json:
         click.echo(_dumps(records))
     elif records:

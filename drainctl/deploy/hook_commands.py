@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from drainctl.cli import Options, handle_errors, main, seconds_option
+from drainctl.cli_options import GlobalOptionsGroup
 
 
-@main.group()
+@main.group(cls=GlobalOptionsGroup)
 def hook() -> None:
     """The git pre-push hook: drain before every push to the deploy remote.
 
@@ -70,12 +71,13 @@ def install(
         if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         for part in (f"--{name.replace('_', '-')}", value)
     ]
-    click.echo(install_hook(remote, extra, chosen))
+    _say(ctx.find_object(Options), install_hook(remote, extra, chosen))
 
 
 @hook.command()
+@click.pass_obj
 @handle_errors
-def uninstall() -> None:
+def uninstall(opts: Options) -> None:
     """Remove the hook and restore the one it chained, if any.
 
     \b
@@ -83,7 +85,17 @@ def uninstall() -> None:
     """
     from drainctl.deploy.githook import uninstall as uninstall_hook
 
-    click.echo(uninstall_hook())
+    _say(opts, uninstall_hook())
+
+
+def _say(opts: Options | None, message: str) -> None:
+    """What was done: the sentence, or with --json {"message": the sentence}."""
+    if opts is not None and opts.json:
+        import json
+
+        click.echo(json.dumps({"message": message}))
+    else:
+        click.echo(message)
 
 
 @hook.command(hidden=True)

@@ -12,7 +12,7 @@ import click
 from drainctl.localplatform.layout import Layout, PlatformConfig, read_json, write_json
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """A Heroku-like local platform to rehearse deploys on (not for production)."""
 

@@ -67,6 +67,30 @@ def test_global_options_work_after_the_command(
     assert json.loads(out)["ok"] is True
 
 
+def test_global_options_after_hook_subcommands(settings: Settings, tmp_path: Path) -> None:
+    """`hook install --json -v` and `hook uninstall --json`: the global options after a command
+    of a group too, and --json output that is JSON."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    said = []
+    for args in (
+        ("hook", "install", "--json", "-v", "--app", "x"),
+        ("hook", "uninstall", "--json"),
+    ):
+        process = spawn(settings, *args, cwd=tmp_path)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        said.append(json.loads(out)["message"])
+    hook = tmp_path / ".git" / "hooks" / "pre-push"
+    assert said == [f"installed {hook}", f"removed {hook}"]
+
+
+def test_unfence_json(settings: Settings, start_listener: StartListener) -> None:
+    """`unfence --json` is one JSON object, also when no fence was set."""
+    start_listener("worker")
+    code, out, _ = run(settings, "unfence", "--json")
+    assert (code, json.loads(out)) == (0, {"lifted": []})
+
+
 def command_paths(group: click.Group = main, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Every command users see (hidden ones are git's), groups and their subcommands."""
     paths = []
@@ -120,7 +144,7 @@ def test_unknown_app_exits_2_naming_known_apps(
     """An app no listener ever registered: one line, exit 2, the known apps; an app whose
     instances are all gone is not an error."""
     start_listener("worker")
-    for command in ("status", "ping"):
+    for command in ("status", "ping", "unfence", "history"):
         code, _, err = run(settings, command, "--app", "nosuchapp")
         assert code == 2
         (line,) = err.splitlines()
