@@ -44,8 +44,14 @@ CLI_COMMANDS: dict[str, tuple[str, ...]] = {
     "PEXPIRE": ("PEXPIRE", "{}inbox:x", "1"),
     "BLPOP": ("BLPOP", "{}reply:x", "1"),
     "LPOP": ("LPOP", "{}reply:x", "1"),
+}
+# What deploy, unfence and history add: fences, the deploy lock, the history stream.
+DEPLOY_COMMANDS: dict[str, tuple[str, ...]] = {
     "SET": ("SET", "{}fence:x", "x", "PX", "1"),
     "DEL": ("DEL", "{}fence:x"),
+    "SCAN": ("SCAN", "0", "MATCH", "{}fence:*"),
+    "XADD": ("XADD", "{}deploy:history", "*", "k", "v"),
+    "XREVRANGE": ("XREVRANGE", "{}deploy:history", "+", "-", "COUNT", "1"),
 }
 OPTIONAL_COMMANDS = {"BLMPOP": ("BLMPOP", "1", "1", "{}reply:x", "LEFT", "COUNT", "1")}
 
@@ -162,7 +168,7 @@ def check_redis(probe: Probe) -> Finding:
 
 def check_commands(probe: Probe) -> Finding:
     """The server has every command drainctl sends."""
-    names = [n.split("|")[0] for n in (*CLI_COMMANDS, *OPTIONAL_COMMANDS)]
+    names = [n.split("|")[0] for n in (*CLI_COMMANDS, *DEPLOY_COMMANDS, *OPTIONAL_COMMANDS)]
     with translate_outage(probe.settings):
         try:
             found = _command_info(probe, names)
@@ -184,15 +190,20 @@ def _command_info(probe: Probe, names: list[str]) -> set[str]:
 
 
 def check_acl(probe: Probe) -> Finding:
-    """The ACL user may run every command the CLI sends (ACL DRYRUN, Redis >= 7)."""
+    """The ACL user may run every command the CLI sends (ACL DRYRUN, Redis >= 7): those of
+    status, ping, drain and resume (else FAIL), and those deploy, unfence and history add (else
+    a warning: the README's minimal CLI user runs the former only)."""
     user = probe.acl_user or _url_user(probe.settings.redis_url)
+    wanted = CLI_COMMANDS | DEPLOY_COMMANDS
     dryruns = [
         ("ACL", "DRYRUN", user, *(a.replace("{}", probe.keys.base) for a in invocation))
-        for invocation in CLI_COMMANDS.values()
+        for invocation in wanted.values()
     ]
     with translate_outage(probe.settings), Line(probe.client.client) as line:
         answers = line.call(*dryruns, raise_on_error=False)
     errors = [a for a in answers if isinstance(a, redis.ResponseError)]
+    if errors and "not found" in str(errors[0]):
+        return Finding(f"acl {user}", Verdict.FAIL, f"no ACL user {user!r} on this Redis")
     if errors:
         why = (
             "this user may not run ACL DRYRUN"
@@ -201,10 +212,17 @@ def check_acl(probe: Probe) -> Finding:
         )
         hint = "; to check another user, run doctor with an admin URL and --acl-user NAME"
         return Finding(f"acl {user}", Verdict.SKIPPED, why + hint)
-    refused = [name for name, a in zip(CLI_COMMANDS, answers, strict=True) if _text(a) != "OK"]
-    if refused:
+    refused = [name for name, a in zip(wanted, answers, strict=True) if _text(a) != "OK"]
+    if any(name in CLI_COMMANDS for name in refused):
         return Finding(f"acl {user}", Verdict.FAIL, f"may not run {', '.join(refused)}")
-    return Finding(f"acl {user}", Verdict.OK, f"may run all {len(CLI_COMMANDS)} CLI commands")
+    if refused:
+        return Finding(
+            f"acl {user}",
+            Verdict.WARN,
+            f"may run status, ping, drain and resume; not deploy, unfence or history "
+            f"(may not run {', '.join(refused)})",
+        )
+    return Finding(f"acl {user}", Verdict.OK, f"may run all {len(wanted)} CLI commands")
 
 
 def check_eviction(probe: Probe) -> Finding:

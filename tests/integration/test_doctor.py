@@ -111,6 +111,13 @@ def test_restricted_acl_user(settings: Settings, redis_server: RedisServer, rest
     acl = checks[f"acl {restricted_user}"]
     assert acl["verdict"] == "FAIL"
     assert acl["detail"].startswith("may not run ZRANGE, ZREM, MGET, PTTL, RPUSH")
+    code, checks, _ = doctor(settings.redis_url, str(settings.app), "--acl-user", "nosuchuser")
+    assert code == 1
+    assert checks["acl nosuchuser"] == {
+        "check": "acl nosuchuser",
+        "verdict": "FAIL",
+        "detail": "no ACL user 'nosuchuser' on this Redis",
+    }
 
 
 def test_wrong_secret_fails(settings: Settings, start_listener: StartListener):

@@ -151,6 +151,16 @@ def test_readme_minimal_acl_is_enough(
             assert result.returncode == 0, result.stderr
             outputs += [result.stdout, result.stderr]
         assert json.loads(outputs[0])[0]["instance_id"] == listener.identity.instance_id
+        # The README's own doctor line for that user (from an admin URL): what status, ping,
+        # drain and resume send passes; what deploy adds is named, as a warning.
+        admin_url = f"redis://127.0.0.1:{tls_server.port}/0"
+        checked = drainctl("--redis-url", admin_url, *base[2:4], "--secret", SECRET, "--json",
+                           "doctor", "--acl-user", "drainctl-cli")  # fmt: skip
+        checks = {c["check"]: c for c in json.loads(checked.stdout)["checks"]}
+        acl = checks["acl drainctl-cli"]
+        assert acl["verdict"] == "warn", checked.stdout
+        assert acl["detail"].startswith("may run status, ping, drain and resume; not deploy")
+        assert checked.returncode == 0, checked.stdout
     finally:
         listener.stop()
     assert admin.execute_command("ACL LOG") == []
