@@ -11,6 +11,7 @@ import redis
 
 from drainctl.config import Settings
 from drainctl.deploy.lock import DeployLock, Holder, read_holder, server_now
+from drainctl.listener import ControlListener
 from tests.e2e.heroku import git_work_tree
 from tests.processes import spawn_loop_worker, stop
 
@@ -57,6 +58,25 @@ def test_nothing_to_drain_asks_for_allow_empty(settings: Settings, tmp_path: Pat
         "--verify-timeout", "0",
     )  # fmt: skip
     assert (tmp_path / "pushed").exists()
+
+
+def test_only_heartbeats_of_another_secret_say_so(settings: Settings, tmp_path: Path) -> None:
+    """The deployer's secret is not the listeners': nothing to drain names the cause, exit 2,
+    nothing pushed (not "pass --allow-empty", which would push past running workers)."""
+    git_work_tree(tmp_path)
+    listener = ControlListener(settings=settings.replace(process_type="worker"), secret="theirs")
+    listener.start()
+    try:
+        done = deploy(settings, tmp_path, "--secret", "ours", "--push-cmd", "touch pushed")
+    finally:
+        listener.stop()
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"drainctl: nothing to drain: no live drainable instance of {settings.app}"
+    )
+    assert "1 matching entry ignored, not signed with this secret" in last
+    assert not (tmp_path / "pushed").exists()
 
 
 def test_a_held_lock_exits_7_after_wait_lock(settings: Settings, tmp_path: Path) -> None:
