@@ -76,6 +76,13 @@ _TRANSLATIONS: tuple[tuple[_Kind, _Describe], ...] = (
         lambda exc, url: RedisUnavailable(f"the server at {url} is not speaking Redis ({exc})"),
     ),
     (
+        redis.sentinel.MasterNotFoundError,  # its message ends with a repr of every client
+        lambda exc, url: RedisUnavailable(
+            f"cannot reach Redis at {url}: {str(exc).split(' : ')[0]} (no sentinel answered, "
+            "or none knows that service)"
+        ),
+    ),
+    (
         OUTAGE_ERRORS,
         lambda exc, url: RedisUnavailable(f"cannot reach Redis at {url}: {exc}"),
     ),

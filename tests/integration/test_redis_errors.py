@@ -128,3 +128,14 @@ def test_a_port_that_is_not_redis_exits_6(http_port: int, app: str, command: lis
     done = drainctl(f"redis://127.0.0.1:{http_port}/0", app, *command)
     assert_one_line(done, 6, "is not speaking Redis")
     assert done.stdout == ""  # nothing half-written on stdout either
+
+
+def test_no_sentinel_answering_is_one_short_line(app: str) -> None:
+    """Sentinels that do not answer: exit 6, one line naming the service, not redis-py's repr of
+    every client it tried."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = drainctl(f"redis+sentinel://127.0.0.1:{port}/mymaster", app, "status")
+    assert_one_line(done, 6, "No master found for 'mymaster' (no sentinel answered")
+    assert len(done.stderr.strip()) < 300
