@@ -155,8 +155,10 @@ def _command(
     from drainctl.channel import Target, unverified_only
     from drainctl.errors import ConfigError, NotAcknowledged
 
-    target = Target(instance_id=instance, process_types=_process_types(process_type))
     client = opts.client()
+    if instance is not None:
+        instance = _one_instance(client, instance)
+    target = Target(instance_id=instance, process_types=_process_types(process_type))
     outcome = client.send(command, target=target, args=args, timeout=timeout)
     trusted = outcome.replies or outcome.missing
     if not (trusted or outcome.unverified):
@@ -178,6 +180,20 @@ def _command(
     return outcome
 
 
+def _one_instance(client: ControlClient, prefix: str) -> str:
+    """The id ``--instance`` names: a live instance's id, or a prefix of exactly one (a drain
+    must not reach three instances because their ids share a first character)."""
+    from drainctl.errors import ConfigError
+
+    if not prefix:
+        raise ConfigError("--instance needs an instance id (or a prefix of one)")
+    ids = sorted({r.instance_id for r in client.live(unverified=True)})
+    matches = [i for i in ids if i.startswith(prefix)]
+    if len(matches) > 1:
+        raise ConfigError(f"--instance {prefix!r} is ambiguous: it matches {', '.join(matches)}")
+    return matches[0] if matches else prefix
+
+
 def _nobody(client: ControlClient, instance: str | None) -> None:
     """Nothing matched: a mistyped app or instance is an error (exit 2), an idle app is not."""
     from drainctl.errors import ConfigError
@@ -189,7 +205,9 @@ def _nobody(client: ControlClient, instance: str | None) -> None:
 
 def targeting(func: F) -> F:
     """The options shared by commands that address instances."""
-    func = click.option("--instance", metavar="ID", help="Only this instance (id or prefix).")(func)
+    func = click.option(
+        "--instance", metavar="ID", help="Only this instance (its id, or a prefix of one only)."
+    )(func)
     return click.option(
         "--process-type",
         "-t",

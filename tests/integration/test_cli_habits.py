@@ -163,6 +163,36 @@ def test_unknown_app_exits_2_naming_known_apps(
     assert (code, out) == (0, "no live instances\n")
 
 
+def test_an_instance_prefix_must_name_one_instance(
+    settings: Settings, start_listener: StartListener
+) -> None:
+    """An empty --instance or a prefix that several ids share: exit 2 and nothing drained; a
+    prefix of one id alone drains that one."""
+    listeners = [start_listener("worker") for _ in range(20)]
+    by_first: dict[str, list[str]] = {}
+    for listener in listeners:
+        by_first.setdefault(listener.identity.instance_id[0], []).append(
+            listener.identity.instance_id
+        )
+    shared = next(ids for ids in by_first.values() if len(ids) > 1)  # 20 ids, 16 hex digits
+    code, _, err = run(settings, "drain", "--instance", shared[0][0])
+    assert code == 2
+    matches = ", ".join(sorted(shared))
+    assert (
+        err.strip() == f"drainctl: --instance {shared[0][0]!r} is ambiguous: it matches {matches}"
+    )
+    code, _, err = run(settings, "drain", "--instance", "")
+    assert (code, err.strip()) == (
+        2,
+        "drainctl: --instance needs an instance id (or a prefix of one)",
+    )
+    assert {listener.state.value for listener in listeners} == {"running"}
+    one = listeners[0].identity.instance_id
+    code, out, _ = run(settings, "--json", "drain", "--instance", one[:8])
+    assert code == 0
+    assert [r["instance"]["instance_id"] for r in json.loads(out)["replies"]] == [one]
+
+
 def test_unknown_instance_exits_2(settings: Settings, start_listener: StartListener) -> None:
     """--instance that matches no live instance: exit 2 instead of a silent success."""
     start_listener("worker")
