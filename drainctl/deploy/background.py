@@ -7,6 +7,7 @@ deploy takes it over, and appends the deploy's history record when it ends.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,9 @@ class VerifyRequest:
     drained: frozenset[str] = frozenset()
     expect: dict[str, int] = field(default_factory=dict)
     deploy_id: str | None = None
+    # The hook's, for the history record this verify appends.
+    from_releases: tuple[str, ...] = ()
+    phases_s: dict[str, float] = field(default_factory=dict)
 
 
 def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter) -> DeployResult:
@@ -62,9 +66,14 @@ def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter
         zombie_grace=request.zombie_grace,
         timeout=request.timeout,
     )
-    result = DeployResult(commit=request.commit or "")
+    result = DeployResult(
+        commit=request.commit or "",
+        from_releases=request.from_releases,
+        phases_s=dict(request.phases_s),
+    )
     signer = Signer.from_settings(client.settings)
     lock = _adopt(client, request, signer)
+    started = time.monotonic()
     try:
         verdict = verify_release(
             client, spec, reporter, result, stop=lambda: lock is not None and not lock.still_mine()
@@ -79,6 +88,7 @@ def run_verify(client: ControlClient, request: VerifyRequest, reporter: Reporter
             return result
         raise _with_undo(client, exc) from None
     finally:
+        result.phases_s["verify"] = time.monotonic() - started
         if lock is not None:
             _finish(client, lock, result, signer)
     return result

@@ -258,6 +258,8 @@ def _after_interrupt(deployment: Any) -> str:
 @click.option("--drained", multiple=True, hidden=True, help="An instance id drained before.")
 @click.option("--expect", multiple=True, hidden=True, help="TYPE=N new instances required.")
 @click.option("--deploy-id", hidden=True, help="The hook deploy whose lock this verify holds.")
+@click.option("--from-release", multiple=True, hidden=True, help="A release the hook drained.")
+@click.option("--phase", multiple=True, hidden=True, help="NAME=SECONDS the hook spent on it.")
 @click.pass_obj
 @handle_errors
 def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> None:
@@ -287,6 +289,8 @@ def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
         drained=frozenset(options["drained"]),
         expect=_counts(options["expect"]),
         deploy_id=options["deploy_id"],
+        from_releases=options["from_release"],
+        phases_s=_phases(options["phase"]),
     )
     reporter, result = _reporter(as_json or opts.json), DeployResult(commit=commit or "")
     try:
@@ -298,6 +302,19 @@ def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
         reporter.close()
         if as_json or opts.json:
             click.echo(_dumps(result.as_dict()))
+
+
+def _phases(values: tuple[str, ...]) -> dict[str, float]:
+    phases = {}
+    for value in values:
+        name, _, seconds = value.partition("=")
+        try:
+            phases[name] = float(seconds)
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not NAME=SECONDS", param_hint="--phase"
+            ) from None
+    return phases
 
 
 def _counts(values: tuple[str, ...]) -> dict[str, int]:

@@ -178,6 +178,7 @@ class Confirmation:
 
     def _verify(self, lock: DeployLock, stopping: threading.Event, claim: Claim) -> Verdict | None:
         error, verdict = None, None
+        started = time.monotonic()
         try:
             verdict = verify_release(
                 self.control, self.awaiting.spec(), _LogReporter(), self.result,
@@ -186,6 +187,7 @@ class Confirmation:
         except VerifyFailed as exc:
             error = str(exc)
             logger.warning("release %s failed its verification: %s", self.awaiting.release, exc)
+        self.result.phases_s["verify"] = time.monotonic() - started
         if self.result.verdict.get("stopped"):
             if stopping.is_set():
                 return verdict
@@ -224,7 +226,7 @@ class Confirmation:
             "from": list(awaiting.from_releases),
             "to": [awaiting.release],
             "commit": awaiting.commit,
-            "phases_s": {},
+            "phases_s": {k: round(v, 3) for k, v in self.result.phases_s.items()},
             "verdict": verdict,
             "exit_code": code,
             "error": error,

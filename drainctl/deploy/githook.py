@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from drainctl.deploy import gitrepo
@@ -139,6 +139,9 @@ class VerifyArgs:
     deploy_id: str
     drained: list[str]
     expect: dict[str, int]
+    # For the history record the verify appends: the releases drained, the hook's phases.
+    from_releases: tuple[str, ...] = ()
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         """As ``drainctl verify`` options."""
@@ -147,6 +150,8 @@ class VerifyArgs:
         args += [part for instance in self.drained for part in ("--drained", instance)]
         args += [part for kind, n in self.expect.items() for part in ("--expect", f"{kind}={n}")]
         args += [part for kind in self.expect for part in ("--process-type", kind)]
+        args += [part for release in self.from_releases for part in ("--from-release", release)]
+        args += [part for name, s in self.phases_s.items() for part in ("--phase", f"{name}={s}")]
         return args
 
 

@@ -104,6 +104,8 @@ def _drain(
             deploy_id=deployment.deploy_id,
             drained=sorted(deployment.drained_ids),
             expect=plan.counts(),
+            from_releases=deployment.result.from_releases,
+            phases_s=dict(deployment.result.phases_s),
         ),
     )
     undo = undo_hint(client.app, plan.releases)

@@ -82,6 +82,13 @@ def test_hook_chains_an_existing_hook_and_verifies_in_the_background(
     heroku.wait_for_release("v2")
     log = heroku.src / ".git" / "drainctl-verify.log"
     wait_for(lambda: "new release up, stable and alone" in log.read_text(), 30, "verify log")
+    # The history record, appended by the background verify, has what the hook saw too.
+    (entry,) = wait_for(lambda: json.loads(heroku.drainctl("history", "--json").stdout), 10)
+    assert (entry["source"], entry["verdict"], entry["from"], entry["to"]) == (
+        "hook", "ok", ["v1"], ["v2"],
+    )  # fmt: skip
+    assert set(entry["phases_s"]) >= {"plan", "drain", "verify"}
+    assert entry["phases_s"]["verify"] > 0
     assert heroku.drainctl("hook", "uninstall").returncode == 0
     assert "exit 0" in (hooks / "pre-push").read_text()
     assert not (hooks / CHAINED).exists()

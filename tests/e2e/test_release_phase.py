@@ -73,6 +73,9 @@ def test_plain_push_keeps_every_job_and_run(heroku: LocalHeroku) -> None:
     assert (phase["from"], phase["to"], phase["commit"]) == (["v1"], ["v2"], commit)
     assert ok["id"] == phase["id"]
     assert ok["verify"]["stable"] == {"clock": 1, "worker": 1}
+    # How long each part took: the release phase's plan and drain, the new release's verify.
+    assert set(phase["phases_s"]) >= {"plan", "drain"}
+    assert ok["phases_s"]["verify"] > 0
     (fence,) = heroku.fence_keys()
     assert fence.decode().endswith(":v1")
     assert heroku.redis.ttl(fence) > 3600
