@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from drainctl.channel import ControlClient, Outcome, Target
     from drainctl.config import Settings
     from drainctl.errors import (
+        CommandNotRun,
         ConfigError,
         DeployLocked,
         DrainctlError,
@@ -49,6 +50,7 @@ _EXPORTS = {
     "Outcome": "drainctl.channel",
     "Target": "drainctl.channel",
     "Settings": "drainctl.config",
+    "CommandNotRun": "drainctl.errors",
     "ConfigError": "drainctl.errors",
     "DeployLocked": "drainctl.errors",
     "DrainctlError": "drainctl.errors",
@@ -70,6 +72,7 @@ __all__ = [
     "Adapter",
     "ClockAdapter",
     "Command",
+    "CommandNotRun",
     "ConfigError",
     "ControlClient",
     "ControlListener",

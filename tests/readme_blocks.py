@@ -62,3 +62,10 @@ def _check_marker(line: str, index: int) -> None:
 def runnable(text: str) -> list[Block]:
     """The Python and shell blocks, in README order."""
     return [block for block in blocks(text) if block.language in RUNNABLE]
+
+
+def minimal_acl() -> list[str]:
+    """The ``ACL SETUSER`` lines the README documents (its listener and CLI users)."""
+    lines = re.findall(r"^ACL SETUSER drainctl-\S+ .*$", README.read_text(), re.MULTILINE)
+    assert len(lines) == 2, "README must document the listener and the CLI user"
+    return lines

@@ -103,7 +103,7 @@ def test_deploy_with_push_cmd(
         # unfence finds the kept fence by SCAN on the app's master, where all its keys live.
         code, out = run(cluster, app, "unfence")
         assert code == 0, out
-        assert "lifted the fence on v1" in out
+        assert json.loads(out.splitlines()[0]) == {"lifted": ["v1"]}
     finally:
         if pidfile.exists():
             kill(int(pidfile.read_text()))

@@ -13,7 +13,7 @@ import redis
 
 from drainctl.keys import Keys
 from tests.polling import wait_for
-from tests.readme_blocks import README, Block, blocks, runnable
+from tests.readme_blocks import README, Block, blocks, minimal_acl, runnable
 from tests.redis_server import RedisServer
 
 # The quick start worker's queue: the README's own name, outside the app namespace.
@@ -71,6 +71,10 @@ def test_readme_blocks_run(
     SIGTERM; the quick start worker has processed the job the producer block pushed."""
     env = _env(redis_server, app)
     background: list[tuple[Block, subprocess.Popen[bytes], Path]] = []
+    # The ACL users the README tells readers to create: its doctor line checks one of them.
+    users = [line.split()[2] for line in minimal_acl()]
+    for line in minimal_acl():
+        redis_client.execute_command(*line.split())
     try:
         for block in runnable(README.read_text()):
             if block.mode == "not run":
@@ -105,3 +109,4 @@ def test_readme_blocks_run(
                 proc.wait()
         for key in redis_client.scan_iter(match=f"{QUICK_START_QUEUE}*"):
             redis_client.delete(key)
+        redis_client.execute_command("ACL", "DELUSER", *users)

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,9 +18,9 @@ from drainctl.errors import RedisUnavailable
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command
 from tests.conftest import assert_no_lasting_keys
+from tests.readme_blocks import minimal_acl
 from tests.tls_server import TlsRedisServer
 
-README = Path(__file__).parents[2] / "README.md"
 SECRET = "tls-test-shared-secret"
 UNVERIFIED = "verification is off"
 
@@ -111,13 +110,6 @@ def test_unknown_certificate_is_refused_by_default(
     assert result.returncode == 6
     assert "rediss://someone:***@127.0.0.1" in result.stderr
     assert "pa55word" not in result.stderr
-
-
-def minimal_acl() -> list[str]:
-    """The ``ACL SETUSER`` lines the README documents."""
-    lines = re.findall(r"^ACL SETUSER drainctl-\S+ .*$", README.read_text(), re.MULTILINE)
-    assert len(lines) == 2, "README must document the listener and the CLI user"
-    return lines
 
 
 def test_readme_minimal_acl_is_enough(
