@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -18,6 +18,8 @@ from drainctl.cli import Options, handle_errors, main, seconds_option
 if TYPE_CHECKING:
     from drainctl.channel import ControlClient
     from drainctl.deploy.progress import Reporter
+
+T = TypeVar("T")
 
 
 def _client(opts: Options, app: str | None) -> ControlClient:
@@ -304,28 +306,34 @@ def verify(opts: Options, /, app: str | None, as_json: bool, **options: Any) -> 
             click.echo(_dumps(result.as_dict()))
 
 
-def _phases(values: tuple[str, ...]) -> dict[str, float]:
-    phases = {}
-    for value in values:
-        name, _, seconds = value.partition("=")
-        try:
-            phases[name] = float(seconds)
-        except ValueError:
-            raise click.BadParameter(
-                f"{value!r} is not NAME=SECONDS", param_hint="--phase"
-            ) from None
-    return phases
-
-
 def _counts(values: tuple[str, ...]) -> dict[str, int]:
-    """``TYPE=N`` items as a dict; a malformed one is a usage error."""
-    counts = {}
+    """``--expect TYPE=N`` items as a dict; a malformed one is a usage error."""
+    return _pairs(values, "--expect", "TYPE=N", lambda n: int(n) if n.isdigit() else None)
+
+
+def _phases(values: tuple[str, ...]) -> dict[str, float]:
+    """``--phase NAME=SECONDS`` items as a dict; a malformed one is a usage error."""
+
+    def seconds(raw: str) -> float | None:
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+
+    return _pairs(values, "--phase", "NAME=SECONDS", seconds)
+
+
+def _pairs(
+    values: tuple[str, ...], option: str, shape: str, parse: Callable[[str], T | None]
+) -> dict[str, T]:
+    pairs = {}
     for value in values:
-        kind, _, number = value.partition("=")
-        if not kind or not number.isdigit():
-            raise click.BadParameter(f"{value!r} is not TYPE=N", param_hint="--expect")
-        counts[kind] = int(number)
-    return counts
+        name, _, raw = value.partition("=")
+        parsed = parse(raw) if name else None
+        if parsed is None:
+            raise click.BadParameter(f"{value!r} is not {shape}", param_hint=option)
+        pairs[name] = parsed
+    return pairs
 
 
 @main.command()

@@ -7,8 +7,10 @@ import socket
 import subprocess
 from typing import Any
 
+import click
 import pytest
 
+from drainctl.deploy.commands import _counts, _phases
 from drainctl.deploy.githook import (
     ZERO_SHA,
     VerifyArgs,
@@ -295,12 +297,19 @@ def test_push_output_keeps_what_a_terminal_would_show() -> None:
 def test_the_hook_hands_its_counts_and_drained_set_to_the_background_verify() -> None:
     """What the hook saw before git pushed reaches the verify as arguments, not re-read later."""
     args = VerifyArgs(
-        timeout=120.0, stable_for=10.0, deploy_id="d1", drained=["a", "b"], expect={"worker": 2}
-    ).argv()
+        timeout=120.0, stable_for=10.0, deploy_id="d1", drained=["a", "b"], expect={"worker": 2},
+        from_releases=("v1",), phases_s={"plan": 0.25, "drain": 1.5},
+    ).argv()  # fmt: skip
     assert args == [
         "--verify-timeout", "120.0", "--stable-for", "10.0", "--deploy-id", "d1",
         "--drained", "a", "--drained", "b", "--expect", "worker=2", "--process-type", "worker",
+        "--from-release", "v1", "--phase", "plan=0.25", "--phase", "drain=1.5",
     ]  # fmt: skip
+    assert _phases(("plan=0.25", "drain=1.5")) == {"plan": 0.25, "drain": 1.5}
+    assert _counts(("worker=2",)) == {"worker": 2}
+    for parse, bad in ((_phases, "drain=abc"), (_phases, "=1"), (_counts, "worker=-1")):
+        with pytest.raises(click.BadParameter):
+            parse((bad,))
 
 
 @pytest.mark.parametrize(
