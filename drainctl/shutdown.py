@@ -59,10 +59,12 @@ def drain_on_sigterm(
         finally:
             listener.stop()
             done.set()
-        logger.warning(
-            "SIGTERM: drained (%s); exiting",
-            "complete" if report.complete else f"{len(report.still_running)} job(s) still running",
-        )
+        outcome = [
+            "complete" if report.complete else f"{len(report.still_running)} job(s) still running"
+        ]
+        if report.handed_back:  # cut off at the deadline and put back: not lost, but not done
+            outcome.append(f"{len(report.handed_back)} handed back")
+        logger.warning("SIGTERM: drained (%s); exiting", ", ".join(outcome))
         if callable(previous):
             _call_previous(previous)
         if exit_process:

@@ -4,7 +4,9 @@ ledger of what ran (entry and due time, written by the ledger task)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -51,8 +53,16 @@ def spawn(
         **env,
     }
     with log.open("a") as out:
+        # A session of its own: `stop` kills the group, with the beat process `worker --beat`
+        # forks (SIGKILL to the worker alone left that child running, orphaned).
         return subprocess.Popen(
-            [*CELERY, *args, *extra], env=full_env, cwd=ROOT, stdout=out, stderr=out, text=True
+            [*CELERY, *args, *extra],
+            env=full_env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=out,
+            text=True,
+            start_new_session=True,
         )
 
 
@@ -88,7 +98,7 @@ def lease_token(client: redis.Redis, app: str) -> int | None:
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
-    """Kill the process if it is still alive, and reap it."""
-    if proc.poll() is None:
-        proc.kill()
+    """Kill the process and any child it left (its whole session), and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)

@@ -27,3 +27,15 @@ def test_sigterm_records_the_warm_shutdown_in_rq(harness: Harness) -> None:
     assert harness.runs() == {job_id: 1}
     assert date.year >= 2025
     assert "warm shut down requested" in worker.log_text()
+
+
+def test_sigterm_past_the_deadline_says_the_job_was_handed_back(harness: Harness) -> None:
+    """A job still running at the SIGTERM deadline (grace 3 s - margin 1 s) is put back, and
+    the worker's last line says so instead of a bare "complete"."""
+    worker = harness.start("rq")
+    harness.push("rq", [6.0])
+    wait_for(lambda: worker.doc()["in_flight"] >= 1, 10, "the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.log_text()
+    assert "SIGTERM: drained (complete, 1 handed back); exiting" in worker.log_text()
+    assert harness.runs() == {}
