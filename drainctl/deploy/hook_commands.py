@@ -91,9 +91,9 @@ def uninstall(opts: Options) -> None:
 def _say(opts: Options | None, message: str) -> None:
     """What was done: the sentence, or with --json {"message": the sentence}."""
     if opts is not None and opts.json:
-        import json
+        from drainctl.deploy.commands import _dumps
 
-        click.echo(json.dumps({"message": message}))
+        click.echo(_dumps({"message": message}))
     else:
         click.echo(message)
 
