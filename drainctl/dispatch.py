@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _SEEN_REQUESTS = 1024
-# A drain with nothing in flight is over about as soon as the drain thread runs it; the serve
-# loop waits this long for it, so its reply goes out with the next read (one round trip, no
-# second connection) instead of from the drain thread.
+# A drain with nothing in flight is over at once (on this thread, when the adapter can tell,
+# else as soon as the drain thread runs it); the serve loop waits this long for it, so its reply
+# goes out with the next read (one round trip, no second connection), not from the drain thread.
 QUICK_DRAIN = 0.05
 
 

@@ -4,9 +4,10 @@ Two threads, two Redis connections: ``serve`` blocks on the instance's inbox and
 requests; ``beat`` writes the heartbeat every interval (and soon after the state changes,
 unless the reply to a drain or resume carried the write).
 Idle, that is one command per heartbeat plus one blocking read per ``block_timeout``. A third
-thread, ``drain``, runs drains one at a time. Every change of what the instance should do goes
-through one ordered path, :class:`drainctl.lifecycle.Lifecycle` (its docstring has the states,
-events, threads and locks); the deploy fence (``drainctl.fence``) is one of its inputs.
+thread, ``drain``, runs drains that wait for work in flight, one at a time. Every change of what
+the instance should do goes through one ordered path, :class:`drainctl.lifecycle.Lifecycle` (its
+docstring has the states, events, threads and locks); the deploy fence (``drainctl.fence``) is
+one of its inputs.
 
 Requests are vetted and answered by :class:`drainctl.dispatch.Dispatcher`. Nothing here may
 crash or block the host: handler errors become error replies, malformed messages are logged and

@@ -48,6 +48,10 @@ class Adapter(Protocol):
     def resume(self) -> None:
         """Take work again; also ends a drain that is still waiting."""
 
+    # Optional: ``drain_if_idle() -> DrainReport | None`` drains at once, without waiting, when
+    # nothing is in flight, and returns None, changing nothing, otherwise. Such a drain runs on
+    # the thread that asked for it instead of the drain thread (see ``Lifecycle.drain``).
+
     def status(self) -> dict[str, Any]:
         """Counters for the heartbeat: ``in_flight``, ``jobs_done``, ``errors``, ``last_error``."""
 
@@ -57,6 +61,10 @@ class NullAdapter:
 
     def drain(self, deadline: float) -> DrainReport:
         """Nothing runs here, so the drain is immediately complete."""
+        return DrainReport()
+
+    def drain_if_idle(self) -> DrainReport:
+        """Always idle: the drain is over at once (see ``Lifecycle.drain``)."""
         return DrainReport()
 
     def resume(self) -> None:

@@ -209,6 +209,15 @@ class JobsAdapter:
                 aborted=self._accepting,
             )
 
+    def drain_if_idle(self) -> DrainReport | None:
+        """Close the gate if nothing is in flight (the drain is then over); else None."""
+        with self._cond:
+            if self._in_flight:
+                return None
+            self._accepting = False
+        self._call(self._wakeup)
+        return DrainReport()
+
     def _wait_idle(self, timeout: float) -> list[Job]:
         """Wait for nothing in flight (or a resume); the jobs still running, if drained."""
         with self._cond:

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 import redis
 
 from drainctl.adapters.base import DrainReport
@@ -36,6 +37,9 @@ class LateGate(JobsAdapter):
     def drain(self, deadline: float) -> DrainReport:
         time.sleep(self.delay)
         return super().drain(deadline)
+
+    def drain_if_idle(self) -> DrainReport | None:
+        return None  # a drain that takes time: always on the drain thread
 
 
 def server_now(client: redis.Redis) -> float:
@@ -126,6 +130,86 @@ def test_drain_and_resume_waiting_together_end_running(
         drained = reply_to(redis_client, drain)
         assert not drained.ok  # aborted or superseded: never an acknowledgement
         wait_for(lambda: settled(listener, State.RUNNING, jobs), 5, "running after resume")
+
+
+class ThreadNoting(JobsAdapter):
+    """Notes the thread each drain ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def drain(self, deadline: float) -> DrainReport:
+        self.threads.append(threading.current_thread().name)
+        return super().drain(deadline)
+
+    def drain_if_idle(self) -> DrainReport | None:
+        report = super().drain_if_idle()
+        if report is not None:
+            self.threads.append(threading.current_thread().name)
+        return report
+
+
+def test_idle_adapter_drains_on_the_serve_thread_and_a_busy_one_on_the_drain_thread(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+) -> None:
+    """Nothing in flight: the drain is over at once, acknowledged without the drain thread
+    (the hand-off cost more than the drain). A job in flight: the drain waits for it on the
+    drain thread while the serve thread still answers pings."""
+    jobs = ThreadNoting()
+    listener = start_listener(adapter=jobs)
+    (drain,) = push_requests(redis_client, listener, (Command.DRAIN, {"deadline": 5}))
+    assert reply_to(redis_client, drain).ok
+    assert settled(listener, State.DRAINED, jobs)
+    assert jobs.threads == ["drainctl-serve"]
+    client = ControlClient(settings)
+    assert client.send(Command.RESUME).ok
+    worker = run_job_in_thread(jobs, "busy", 0.6)
+    thread, box = drain_in_background(client, 5)
+    wait_for(lambda: listener.state is State.DRAINING, 5, "draining")
+    assert client.send(Command.PING, timeout=0.5).ok  # not blocked by the drain
+    thread.join()
+    worker.join()
+    assert box[0].ok
+    assert box[0].replies[0].data["finished"] == ["busy"]
+    assert jobs.threads[1].startswith("drainctl-drain")
+
+
+class BusyOnce(LateGate):
+    """Declines the first drain at once (it goes to the drain thread, slowly); idle after."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.3)
+        self.order: list[str] = []
+        self.declined = False
+
+    def drain(self, deadline: float) -> DrainReport:
+        report = super().drain(deadline)
+        self.order.append("queued drain")
+        return report
+
+    def drain_if_idle(self) -> DrainReport | None:
+        if not self.declined:
+            self.declined = True
+            return None
+        self.order.append("drain at once")
+        return JobsAdapter.drain_if_idle(self)
+
+
+def test_a_drain_behind_a_queued_one_waits_its_turn(
+    settings: Settings, start_listener: StartListener, redis_client: redis.Redis
+) -> None:
+    """An idle adapter's drain is done at once only with no drain queued before it: arrival
+    order holds."""
+    jobs = BusyOnce()
+    listener = start_listener(adapter=jobs)
+    first, second = push_requests(
+        redis_client, listener, (Command.DRAIN, {"deadline": 5}), (Command.DRAIN, {"deadline": 5})
+    )
+    assert reply_to(redis_client, first).ok
+    assert reply_to(redis_client, second).ok
+    assert jobs.order == ["queued drain", "queued drain"]
+    assert settled(listener, State.DRAINED, jobs)
 
 
 def test_state_is_draining_not_running_while_the_adapter_takes_nothing(
@@ -324,13 +408,23 @@ class Exploding(JobsAdapter):
         super().drain(deadline)
         raise RuntimeError("adapter bug")
 
+    def drain_if_idle(self) -> DrainReport | None:
+        return None  # busy: the drain thread calls drain()
 
+
+class ExplodingWhenIdle(JobsAdapter):
+    def drain_if_idle(self) -> DrainReport | None:
+        super().drain_if_idle()
+        raise RuntimeError("adapter bug")
+
+
+@pytest.mark.parametrize("adapter", [Exploding, ExplodingWhenIdle])
 def test_failing_adapter_drain_leaves_no_state_stuck(
-    settings: Settings, start_listener: StartListener
+    settings: Settings, start_listener: StartListener, adapter: type[JobsAdapter]
 ) -> None:
-    """An adapter whose drain raises: an error reply, state drained (not draining), and a resume
-    brings it back."""
-    jobs = Exploding()
+    """An adapter whose drain raises, on the drain thread or at once on the serve thread: an
+    error reply, state drained (not draining), and a resume brings it back."""
+    jobs = adapter()
     listener = start_listener(adapter=jobs)
     client = ControlClient(settings)
     outcome = client.send(Command.DRAIN, args={"deadline": 1})
