@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from drainctl.config import Settings
@@ -34,8 +34,19 @@ class DrainReport:
         return not self.still_running and not self.aborted
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self) | {"complete": self.complete}
+        """A JSON-ready dict (built by hand: ``dataclasses.asdict`` cost a drain's reply more
+        than the rest of building it)."""
+        return {
+            "finished": list(self.finished),
+            "handed_back": list(self.handed_back),
+            "still_running": [
+                {"id": job.id, "name": job.name, "running_s": job.running_s}
+                for job in self.still_running
+            ],
+            "duration_s": self.duration_s,
+            "aborted": self.aborted,
+            "complete": self.complete,
+        }
 
 
 @runtime_checkable
@@ -96,8 +107,9 @@ class JobStats:
         self.last_error = {"job": job, "type": kind, "message": message[:MAX_ERROR_CHARS]}
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as heartbeat fields."""
-        return asdict(self)
+        """The counters as heartbeat fields (every reply to a drain or resume carries them)."""
+        last_error = None if self.last_error is None else dict(self.last_error)
+        return {"jobs_done": self.jobs_done, "errors": self.errors, "last_error": last_error}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import asdict
 
+from drainctl.adapters.base import DrainReport, JobStats, RunningJob
 from drainctl.adapters.jobs import JobsAdapter
 
 
@@ -148,3 +150,34 @@ def test_counters_of_the_loop_show_in_the_status():
     adapter.count("jobs_lost")
     adapter.count("jobs_lost")
     assert adapter.status()["jobs_lost"] == 2
+
+
+def test_reports_as_dicts_hold_every_field_and_copy_what_they_hold():
+    """The hand-built dicts (the reply path's) say what ``dataclasses.asdict`` says, and a later
+    change to the report or counters does not reach a dict already handed out."""
+    report = DrainReport(["a"], ["b"], [RunningJob("1", "slow", 0.5)], 1.5, aborted=True)
+    stats = JobStats(3, 1, {"job": "x", "type": "ValueError", "message": "m"})
+    report_dict, stats_dict = report.as_dict(), stats.as_dict()
+    assert report_dict == asdict(report) | {"complete": False}
+    assert stats_dict == asdict(stats)
+    report.finished.append("c")
+    assert stats.last_error is not None
+    stats.last_error["job"] = "y"
+    assert report_dict["finished"] == ["a"]
+    assert stats_dict["last_error"]["job"] == "x"
+
+
+def test_drain_if_idle_closes_the_gate_only_with_nothing_in_flight():
+    """Idle: the drain is over at once. Busy: None, and the gate stays open."""
+    jobs = JobsAdapter()
+    job = jobs.start("busy")
+    assert job is not None
+    assert jobs.drain_if_idle() is None
+    assert jobs.accepting
+    with job:
+        pass
+    report = jobs.drain_if_idle()
+    assert report is not None
+    assert report.complete
+    assert not jobs.accepting
+    assert jobs.start("late") is None
