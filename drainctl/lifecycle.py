@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 from drainctl.adapters.base import Adapter, DrainReport
 from drainctl.errors import DrainctlError
@@ -91,6 +92,7 @@ class Lifecycle:
         self._final = False
         self._in_drain = 0
         self._queued = 0  # drains asked for and not yet over (or dropped)
+        self._drain_if_idle = _idle_drain(adapter)
         self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
 
     # -- what is wanted, and what is -------------------------------------------------------
@@ -126,9 +128,8 @@ class Lifecycle:
             order = DrainOrder(self._gen, deadline, expires_at)
             first = self._queued == 0
             self._queued += 1
-        drain_if_idle = getattr(self.adapter, "drain_if_idle", None)
-        if first and drain_if_idle is not None:
-            done = self._drain_at_once(order, drain_if_idle)
+        if first and self._drain_if_idle is not None:
+            done = self._drain_at_once(order, self._drain_if_idle)
             if done is not None:
                 return done
         return self._slow.submit(self._run_queued, order)
@@ -256,6 +257,21 @@ class Lifecycle:
                 if not self._in_drain or self._gen != gen:
                     return
             self._reconcile()
+
+
+def _idle_drain(adapter: Adapter) -> Callable[[], DrainReport | None] | None:
+    """The adapter's ``drain_if_idle``, unless a subclass overrides ``drain`` below it: that
+    drain may do more than close the gate (count, flush...), so it must always run."""
+    drain_if_idle = cast(
+        "Callable[[], DrainReport | None] | None", getattr(adapter, "drain_if_idle", None)
+    )
+
+    def owner(name: str) -> type:
+        return next((cls for cls in type(adapter).__mro__ if name in vars(cls)), object)
+
+    if drain_if_idle is None or not issubclass(owner("drain_if_idle"), owner("drain")):
+        return None
+    return drain_if_idle
 
 
 def _log_failure(future: Future[DrainReport]) -> None:

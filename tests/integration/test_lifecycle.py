@@ -38,9 +38,6 @@ class LateGate(JobsAdapter):
         time.sleep(self.delay)
         return super().drain(deadline)
 
-    def drain_if_idle(self) -> DrainReport | None:
-        return None  # a drain that takes time: always on the drain thread
-
 
 def server_now(client: redis.Redis) -> float:
     seconds, micros = client.time()
@@ -133,21 +130,11 @@ def test_drain_and_resume_waiting_together_end_running(
 
 
 class ThreadNoting(JobsAdapter):
-    """Notes the thread each drain ran on."""
+    """Notes the thread each drain closed the gate on (its wakeup hook runs there)."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.threads: list[str] = []
-
-    def drain(self, deadline: float) -> DrainReport:
-        self.threads.append(threading.current_thread().name)
-        return super().drain(deadline)
-
-    def drain_if_idle(self) -> DrainReport | None:
-        report = super().drain_if_idle()
-        if report is not None:
-            self.threads.append(threading.current_thread().name)
-        return report
+        super().__init__(wakeup=lambda: self.threads.append(threading.current_thread().name))
 
 
 def test_idle_adapter_drains_on_the_serve_thread_and_a_busy_one_on_the_drain_thread(
@@ -193,7 +180,7 @@ class BusyOnce(LateGate):
             self.declined = True
             return None
         self.order.append("drain at once")
-        return JobsAdapter.drain_if_idle(self)
+        return DrainReport()
 
 
 def test_a_drain_behind_a_queued_one_waits_its_turn(
@@ -407,9 +394,6 @@ class Exploding(JobsAdapter):
     def drain(self, deadline: float) -> DrainReport:
         super().drain(deadline)
         raise RuntimeError("adapter bug")
-
-    def drain_if_idle(self) -> DrainReport | None:
-        return None  # busy: the drain thread calls drain()
 
 
 class ExplodingWhenIdle(JobsAdapter):

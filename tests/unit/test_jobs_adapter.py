@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict
+from typing import Any
+
+import pytest
 
 from drainctl.adapters.base import DrainReport, JobStats, RunningJob
 from drainctl.adapters.jobs import JobsAdapter
+from drainctl.lifecycle import Lifecycle
 
 
 def test_start_refuses_once_draining_and_reports_hand_back():
@@ -181,3 +185,45 @@ def test_drain_if_idle_closes_the_gate_only_with_nothing_in_flight():
     assert report.complete
     assert not jobs.accepting
     assert jobs.start("late") is None
+
+
+class Counting(JobsAdapter):
+    """A subclass whose drain does more than close the gate."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.drains = 0
+
+    def drain(self, deadline: float) -> DrainReport:
+        self.drains += 1
+        return super().drain(deadline)
+
+
+class FastCounting(Counting):
+    """Overrides drain_if_idle below its drain: trusted to stand in for it."""
+
+    def drain_if_idle(self) -> DrainReport | None:
+        self.drains += 1
+        return super().drain_if_idle()
+
+
+@pytest.mark.parametrize(
+    ("adapter_class", "at_once"), [(JobsAdapter, True), (Counting, False), (FastCounting, True)]
+)
+def test_a_drain_runs_at_once_on_the_callers_thread_only_where_drain_if_idle_stands_in(
+    adapter_class: type[JobsAdapter], at_once: bool
+):
+    """An idle JobsAdapter is drained on the caller's thread; a subclass that overrides drain
+    alone always gets its drain (on the drain thread); one that overrides both gets the fast
+    path again."""
+    threads: list[str] = []
+    adapter = adapter_class(wakeup=lambda: threads.append(threading.current_thread().name))
+    lifecycle = Lifecycle(adapter, time.time)
+    try:
+        report = lifecycle.drain(5).result(timeout=5)
+    finally:
+        lifecycle.close()
+    assert report.complete
+    assert not adapter.accepting
+    assert (threads == [threading.current_thread().name]) is at_once
+    assert getattr(adapter, "drains", 1) == 1
