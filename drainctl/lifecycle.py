@@ -26,9 +26,9 @@ Rules that follow from the order:
   that a later resume superseded, or whose request expired while it waited, never runs (a final
   drain, SIGTERM's, runs at once on its caller's thread: its deadline is the platform's grace);
   a drain with none queued before it, of an adapter with nothing in flight
-  (``drain_if_idle``), is over at once and runs on its caller's thread too: handing it to the
-  drain thread and back cost more than the drain (two thread wake-ups, on a fleet that answers
-  a deploy's drain all at once);
+  (``drain_if_idle``, which never waits), is over at once and runs on its caller's thread too:
+  handing it to the drain thread and back cost more than the drain (two thread wake-ups, on a
+  fleet that answers a deploy's drain all at once);
 - ``adapter.drain`` and ``adapter.resume`` are never called under ``_cond``; decisions to call
   them are taken under ``_drive``, so a resume decided before a drain reaches the adapter first;
   a resume that lands while a drain is entering the adapter is repeated until the drain returns,
@@ -92,6 +92,7 @@ class Lifecycle:
         self._final = False
         self._in_drain = 0
         self._queued = 0  # drains asked for and not yet over (or dropped)
+        self._enqueue = threading.Lock()
         self._drain_if_idle = _idle_drain(adapter)
         self._slow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drainctl-drain")
 
@@ -123,16 +124,18 @@ class Lifecycle:
 
     def drain(self, deadline: float, expires_at: float | None = None) -> Future[DrainReport]:
         """Queue a drain behind those already queued; the future raises Superseded/Expired."""
-        with self._cond:
-            self._gen += 1
-            order = DrainOrder(self._gen, deadline, expires_at)
-            first = self._queued == 0
-            self._queued += 1
-        if first and self._drain_if_idle is not None:
-            done = self._drain_at_once(order, self._drain_if_idle)
-            if done is not None:
-                return done
-        return self._slow.submit(self._run_queued, order)
+        # Held until this drain is over or queued: a later one must not overtake it.
+        with self._enqueue:
+            with self._cond:
+                self._gen += 1
+                order = DrainOrder(self._gen, deadline, expires_at)
+                first = self._queued == 0
+                self._queued += 1
+            if first and self._drain_if_idle is not None:
+                done = self._drain_at_once(order, self._drain_if_idle)
+                if done is not None:
+                    return done
+            return self._slow.submit(self._run_queued, order)
 
     def drain_final(self, deadline: float) -> DrainReport:
         """SIGTERM's drain: at once on this thread, and no resume undoes it."""
@@ -182,15 +185,18 @@ class Lifecycle:
     ) -> Future[DrainReport] | None:
         """The drain, over on this thread if the adapter is idle; None to queue it."""
         done: Future[DrainReport] = Future()
+        declined = False
         try:
             report = self._run(order, lambda _deadline: drain_if_idle())
-            if report is None:
-                return None
-            done.set_result(report)
+            declined = report is None
+            if report is not None:
+                done.set_result(report)
         except Exception as exc:  # carried by the future, as the drain thread's would be
             done.set_exception(exc)
-        self._dequeue()
-        return done
+        finally:
+            if not declined:
+                self._dequeue()
+        return None if declined else done
 
     def _run_queued(self, order: DrainOrder) -> DrainReport:
         try:

@@ -372,7 +372,8 @@ class ControlListener:
     def _fence_changed(self, change: Change) -> None:
         if change is Change.FENCED:
             fence = self.deploy_fence.fence
-            # Drained with the deploy's own deadline, on the drain thread, not this one.
+            # Drained with the deploy's own deadline; waiting for work in flight is the drain
+            # thread's, not this one's.
             self.lifecycle.deploy_fenced(fence.drain_deadline if fence else 0.0)
         elif change is Change.LIFTED:
             self.lifecycle.deploy_fence_lifted()

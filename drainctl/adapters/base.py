@@ -59,9 +59,10 @@ class Adapter(Protocol):
     def resume(self) -> None:
         """Take work again; also ends a drain that is still waiting."""
 
-    # Optional: ``drain_if_idle() -> DrainReport | None`` drains at once, without waiting, when
-    # nothing is in flight, and returns None, changing nothing, otherwise. Such a drain runs on
-    # the thread that asked for it instead of the drain thread (see ``Lifecycle.drain``).
+    # Optional: ``drain_if_idle() -> DrainReport | None`` drains at once when nothing is in
+    # flight, and returns None, changing nothing, otherwise. It must never wait (no I/O): it
+    # runs on the thread that asked for the drain, the listener's serve or beat thread, instead
+    # of the drain thread (see ``Lifecycle.drain``).
 
     def status(self) -> dict[str, Any]:
         """Counters for the heartbeat: ``in_flight``, ``jobs_done``, ``errors``, ``last_error``."""

@@ -210,12 +210,17 @@ class JobsAdapter:
             )
 
     def drain_if_idle(self) -> DrainReport | None:
-        """Close the gate if nothing is in flight (the drain is then over); else None."""
+        """Close the gate if nothing is in flight (the drain is then over); else None.
+
+        Also None with a ``wakeup`` hook: cutting a blocking pop short is a Redis round trip
+        that may wait (RQ, LoopWorker), and this runs on the listener's serve or beat thread.
+        """
+        if self._wakeup is not None:
+            return None
         with self._cond:
             if self._in_flight:
                 return None
             self._accepting = False
-        self._call(self._wakeup)
         return DrainReport()
 
     def _wait_idle(self, timeout: float) -> list[Job]:

@@ -130,11 +130,21 @@ def test_drain_and_resume_waiting_together_end_running(
 
 
 class ThreadNoting(JobsAdapter):
-    """Notes the thread each drain closed the gate on (its wakeup hook runs there)."""
+    """Notes the thread each drain ran on."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.threads: list[str] = []
-        super().__init__(wakeup=lambda: self.threads.append(threading.current_thread().name))
+
+    def drain(self, deadline: float) -> DrainReport:
+        self.threads.append(threading.current_thread().name)
+        return super().drain(deadline)
+
+    def drain_if_idle(self) -> DrainReport | None:
+        report = super().drain_if_idle()
+        if report is not None:
+            self.threads.append(threading.current_thread().name)
+        return report
 
 
 def test_idle_adapter_drains_on_the_serve_thread_and_a_busy_one_on_the_drain_thread(
