@@ -123,7 +123,10 @@ class Lifecycle:
     # -- events ----------------------------------------------------------------------------
 
     def drain(self, deadline: float, expires_at: float | None = None) -> Future[DrainReport]:
-        """Queue a drain behind those already queued; the future raises Superseded/Expired."""
+        """Queue a drain behind those already queued; the future raises Superseded/Expired.
+
+        With none queued and an idle adapter (``drain_if_idle``), it is over, on this thread,
+        before this returns."""
         # Held until this drain is over or queued: a later one must not overtake it.
         with self._enqueue:
             with self._cond:
