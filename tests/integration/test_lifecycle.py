@@ -24,6 +24,7 @@ from tests.integration.conftest import StartListener
 from tests.integration.test_listener import run_job_in_thread
 from tests.polling import wait_for
 from tests.redis_server import RedisServer
+from tests.unit.test_jobs_adapter import Noting
 
 
 class LateGate(JobsAdapter):
@@ -129,31 +130,13 @@ def test_drain_and_resume_waiting_together_end_running(
         wait_for(lambda: settled(listener, State.RUNNING, jobs), 5, "running after resume")
 
 
-class ThreadNoting(JobsAdapter):
-    """Notes the thread each drain ran on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: list[str] = []
-
-    def drain(self, deadline: float) -> DrainReport:
-        self.threads.append(threading.current_thread().name)
-        return super().drain(deadline)
-
-    def drain_if_idle(self) -> DrainReport | None:
-        report = super().drain_if_idle()
-        if report is not None:
-            self.threads.append(threading.current_thread().name)
-        return report
-
-
 def test_idle_adapter_drains_on_the_serve_thread_and_a_busy_one_on_the_drain_thread(
     settings: Settings, start_listener: StartListener, redis_client: redis.Redis
 ) -> None:
     """Nothing in flight: the drain is over at once, acknowledged without the drain thread
     (the hand-off cost more than the drain). A job in flight: the drain waits for it on the
     drain thread while the serve thread still answers pings."""
-    jobs = ThreadNoting()
+    jobs = Noting()
     listener = start_listener(adapter=jobs)
     (drain,) = push_requests(redis_client, listener, (Command.DRAIN, {"deadline": 5}))
     assert reply_to(redis_client, drain).ok
