@@ -28,6 +28,7 @@ from drainctl.config import Settings, mask_url
 from drainctl.errors import ConfigError
 from drainctl.keys import Keys
 from drainctl.redis_errors import script_errors, translate
+from drainctl.sockets import KernelTimedConnection, timed_out
 from drainctl.topology import parse, steer
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def connect(
         )
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {mask_url(settings.redis_url)}: {exc}") from None
+    if pool.connection_class is Connection:  # TLS and Unix sockets keep theirs
+        pool.connection_class = KernelTimedConnection
     if topology.kind != "single":
         steer(pool, topology, Keys(settings.app or "").base, settings)
     return redis.Redis(connection_pool=pool)
@@ -264,6 +267,10 @@ def _read(connection: Any) -> Any:
         return connection._parser.read_response()
     except TimeoutError as exc:
         raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
+    except redis.ConnectionError as exc:
+        if timed_out(exc):  # the kernel's read timeout (see drainctl.sockets)
+            raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
+        raise
     except OSError as exc:
         raise redis.ConnectionError(
             f"Error while reading from {connection._host_error()}: {exc.args}"

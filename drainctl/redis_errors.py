@@ -16,6 +16,7 @@ from redis.commands.core import Script
 
 from drainctl.config import mask_url
 from drainctl.errors import ConfigError, DrainctlError, RedisUnavailable
+from drainctl.sockets import timed_out
 
 # Errors that mean "Redis is not there right now".
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -50,6 +51,13 @@ def _out_of_memory(exc: BaseException, url: str) -> DrainctlError | None:
     )
 
 
+def _no_answer(exc: BaseException, url: str) -> DrainctlError | None:
+    # A kernel timeout reads as "Resource temporarily unavailable": say what it means.
+    if not timed_out(exc):
+        return None
+    return RedisUnavailable(f"Redis at {url} did not answer in time (stopped or overloaded?)")
+
+
 def _bad_database(exc: BaseException, url: str) -> DrainctlError | None:
     if "DB index is out of range" not in str(exc):
         return None
@@ -82,6 +90,7 @@ _TRANSLATIONS: tuple[tuple[_Kind, _Describe], ...] = (
             "or none knows that service)"
         ),
     ),
+    (OUTAGE_ERRORS, _no_answer),
     (
         OUTAGE_ERRORS,
         lambda exc, url: RedisUnavailable(f"cannot reach Redis at {url}: {exc}"),

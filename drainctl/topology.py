@@ -27,12 +27,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.connection import Connection, SSLConnection
+from redis.connection import SSLConnection
 from redis.crc import key_slot
 from redis.sentinel import Sentinel
 
 from drainctl.config import Settings
 from drainctl.errors import ConfigError
+from drainctl.sockets import KernelTimedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class _Resolved:
             raise Redirected(f"{self.host}:{self.port} redirected: {exc}") from exc
 
 
-class ResolvedConnection(_Resolved, Connection):
+class ResolvedConnection(_Resolved, KernelTimedConnection):
     """A TCP connection to wherever the resolver points."""
 
 
