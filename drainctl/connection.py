@@ -28,7 +28,7 @@ from drainctl.config import Settings, mask_url
 from drainctl.errors import ConfigError
 from drainctl.keys import Keys
 from drainctl.redis_errors import script_errors, translate
-from drainctl.sockets import KernelTimedConnection, timed_out
+from drainctl.sockets import KernelTimedConnection, kernel_timed_out
 from drainctl.topology import parse, steer
 
 logger = logging.getLogger(__name__)
@@ -260,15 +260,16 @@ def _read(connection: Any) -> Any:
     redis-py's ``read_response`` formats its error message (host and port) before every read:
     a sixth of a listener's CPU per request. Only an error pays for it here. A connection class
     with a ``read_response`` of its own (Sentinel and Cluster redirects, fakeredis) keeps it.
+    A read that meets the kernel's timeout (see drainctl.sockets) is a TimeoutError either way.
     """
-    if type(connection).read_response is not _STOCK_READ:
-        return connection.read_response()
     try:
+        if type(connection).read_response is not _STOCK_READ:
+            return connection.read_response()
         return connection._parser.read_response()
     except TimeoutError as exc:
         raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
     except redis.ConnectionError as exc:
-        if timed_out(exc):  # the kernel's read timeout (see drainctl.sockets)
+        if kernel_timed_out(exc):
             raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
         raise
     except OSError as exc:

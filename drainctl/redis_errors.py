@@ -16,7 +16,7 @@ from redis.commands.core import Script
 
 from drainctl.config import mask_url
 from drainctl.errors import ConfigError, DrainctlError, RedisUnavailable
-from drainctl.sockets import timed_out
+from drainctl.sockets import kernel_timed_out
 
 # Errors that mean "Redis is not there right now".
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -52,10 +52,10 @@ def _out_of_memory(exc: BaseException, url: str) -> DrainctlError | None:
 
 
 def _no_answer(exc: BaseException, url: str) -> DrainctlError | None:
-    # A kernel timeout reads as "Resource temporarily unavailable": say what it means.
-    if not timed_out(exc):
+    # redis-py words the kernel's timeout as "Resource temporarily unavailable".
+    if not kernel_timed_out(exc):
         return None
-    return RedisUnavailable(f"Redis at {url} did not answer in time (stopped or overloaded?)")
+    return RedisUnavailable(f"cannot reach Redis at {url}: it did not answer in time")
 
 
 def _bad_database(exc: BaseException, url: str) -> DrainctlError | None:

@@ -5,7 +5,9 @@ around each poll. A listener answering a request sends once and reads twice: thr
 calls, and three more hand-overs of the GIL to the process's other threads, which on a busy
 dyno cost more than the round trip itself (docs/benchmarks.md). A blocking socket with the same
 timeouts set in the kernel waits just as long without them. Its reads that time out fail with
-EAGAIN, which redis-py reports as a ConnectionError: :func:`timed_out` tells them apart.
+EAGAIN, which redis-py reports as a ConnectionError: :func:`kernel_timed_out` tells them apart.
+One difference: a signal handled while a read waits (PEP 475 retries it) starts the kernel's
+wait afresh, where Python's timeout keeps one deadline.
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ def kernel_timeouts(sock: Any) -> bool:
     if not timeout or sys.platform != "linux" or type(sock).__module__ != "socket":
         return False
     seconds, fraction = divmod(timeout, 1)
-    timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+    # At least 1 us: a timeval of zero is no timeout at all.
+    micros = max(int(fraction * 1_000_000), 0 if seconds else 1)
+    timeval = struct.pack("ll", int(seconds), micros)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     sock.settimeout(None)
     return True
 
 
-def timed_out(exc: BaseException) -> bool:
-    """Whether redis-py's error ``exc`` is a read or write that ran out of time."""
-    return isinstance(exc, redis.TimeoutError) or (
-        isinstance(exc, redis.ConnectionError) and isinstance(exc.__context__, BlockingIOError)
-    )
+def kernel_timed_out(exc: BaseException) -> bool:
+    """Whether redis-py's error ``exc`` is a read or write that met the kernel's timeout."""
+    return isinstance(exc, redis.ConnectionError) and isinstance(exc.__context__, BlockingIOError)
 
 
 class KernelTimedConnection(Connection):

@@ -18,6 +18,7 @@ from drainctl.connection import Line, connect, translate_outage
 from drainctl.errors import RedisUnavailable
 from drainctl.listener import ControlListener
 from drainctl.protocol import Command
+from drainctl.topology import ResolvedConnection
 from tests.polling import wait_for
 from tests.redis_server import RedisServer
 
@@ -80,6 +81,39 @@ def test_a_read_from_a_frozen_redis_times_out_and_the_line_recovers(
         assert line.call(("PING",)) == [b"PONG"]
 
 
+class Fixed:
+    """A resolver that always points at one server (a Sentinel's or Cluster's, without them)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.port = server.port
+
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def redirected(self, exc: redis.ResponseError | None) -> None:
+        pass
+
+
+def test_a_frozen_master_behind_sentinel_or_cluster_times_out_too(private_redis: RedisServer):
+    """Their connections read through their own read_response (redirects): a kernel timeout is
+    a TimeoutError there too, not the dropped link a failover would be (which the requester
+    waits out)."""
+    pool = redis.ConnectionPool(
+        connection_class=ResolvedConnection,
+        resolver=Fixed(private_redis),
+        failover_timeout=1.0,
+        socket_timeout=0.5,
+    )
+    client = redis.Redis(connection_pool=pool)
+    try:
+        with Line(client) as line:
+            line.call(("PING",))
+            with Frozen(private_redis), pytest.raises(redis.TimeoutError):
+                line.call(("BLPOP", "nothing", 0.1))
+    finally:
+        pool.disconnect()
+
+
 def test_a_command_to_a_frozen_redis_says_it_did_not_answer(
     client: redis.Redis, private_redis: RedisServer, quick: Settings
 ):
@@ -88,7 +122,7 @@ def test_a_command_to_a_frozen_redis_says_it_did_not_answer(
     client.ping()
     with Frozen(private_redis), pytest.raises(RedisUnavailable) as raised, translate_outage(quick):
         client.get("k")
-    assert "did not answer in time" in str(raised.value)
+    assert "it did not answer in time" in str(raised.value)
     assert "temporarily unavailable" not in str(raised.value)
 
 
@@ -101,8 +135,12 @@ def test_a_listener_answers_again_once_a_frozen_redis_thaws(
         assert requester.send(Command.PING, timeout=2).ok
         with Frozen(private_redis):
             time.sleep(1.5)  # three socket timeouts: the listener's reads have given up
+        # Its entry expired meanwhile: an empty ping is no answer; wait for its reply.
         wait_for(
-            lambda: requester.send(Command.PING, timeout=1).ok,
+            lambda: (
+                [r.instance_id for r in requester.send(Command.PING, timeout=1).replies]
+                == [listener.identity.instance_id]
+            ),
             timeout=20,
             what=f"{listener.identity.label} answering after the thaw",
         )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from drainctl.sockets import kernel_timeouts, timed_out
+from drainctl.sockets import kernel_timed_out, kernel_timeouts
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="kernel timeouts: Linux only")
 
@@ -44,6 +44,16 @@ def test_a_timeout_moves_to_the_kernel_and_still_bounds_a_read(pair):
         ours.recv(1)
 
 
+def test_a_timeout_under_a_microsecond_stays_a_timeout(pair):
+    """A zero timeval would be no timeout at all: the kernel gets at least 1 us."""
+    ours, _ = pair
+    ours.settimeout(1e-7)
+    assert kernel_timeouts(ours)
+    assert kernel_timeout(ours, socket.SO_RCVTIMEO) != (0, 0)
+    with pytest.raises(BlockingIOError):
+        ours.recv(1)
+
+
 def test_a_socket_without_a_timeout_is_left_alone(pair):
     """No timeout: nothing to move, and the kernel keeps waiting for good."""
     ours, _ = pair
@@ -73,10 +83,9 @@ def read_past_the_kernel_timeout() -> None:
         raise redis.ConnectionError(f"Error while reading from socket: {exc.args}") from None
 
 
-def test_a_kernel_timeout_counts_as_timed_out():
-    """redis-py reports EAGAIN as a ConnectionError; it is told apart from a dropped link."""
+def test_a_kernel_timeout_is_told_apart_from_a_dropped_link():
+    """redis-py reports EAGAIN as a ConnectionError, as it does a closed connection."""
     with pytest.raises(redis.ConnectionError) as wrapped:
         read_past_the_kernel_timeout()
-    assert timed_out(wrapped.value)
-    assert timed_out(redis.TimeoutError("Timeout reading from socket"))
-    assert not timed_out(redis.ConnectionError("Connection closed by server."))
+    assert kernel_timed_out(wrapped.value)
+    assert not kernel_timed_out(redis.ConnectionError("Connection closed by server."))
