@@ -266,12 +266,10 @@ def _read(connection: Any) -> Any:
         if type(connection).read_response is not _STOCK_READ:
             return connection.read_response()
         return connection._parser.read_response()
-    except TimeoutError as exc:
+    except (TimeoutError, redis.ConnectionError) as exc:
+        if isinstance(exc, redis.ConnectionError) and not kernel_timed_out(exc):
+            raise
         raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
-    except redis.ConnectionError as exc:
-        if kernel_timed_out(exc):
-            raise redis.TimeoutError(f"Timeout reading from {connection._host_error()}") from exc
-        raise
     except OSError as exc:
         raise redis.ConnectionError(
             f"Error while reading from {connection._host_error()}: {exc.args}"

@@ -134,7 +134,7 @@ def test_a_listener_answers_again_once_a_frozen_redis_thaws(
         requester = ControlClient(quick)
         assert requester.send(Command.PING, timeout=2).ok
         with Frozen(private_redis):
-            time.sleep(1.5)  # three socket timeouts: the listener's reads have given up
+            wait_for(lambda: listener.outage.failures > 0, 10, "the listener's read to give up")
         # Its entry expired meanwhile: an empty ping is no answer; wait for its reply.
         wait_for(
             lambda: (
